@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+import pytest
+
+from tfkit import experiments
+from tfkit.cli import main
+
+
+def test_list_names_five_experiments(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("lazy-neuron", "robustness", "promot", "fedmd", "rest-react"):
+        assert name in out
+
+
+def test_unknown_experiment_is_a_clear_error(capsys):
+    assert main(["run", "nope"]) == 2
+    assert "available: lazy-neuron" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", experiments.names())
+def test_every_experiment_has_valid_presets(name):
+    exp = experiments.get(name)
+    for size in ("full", "quick", "demo"):
+        cfg = exp.config(size)
+        assert hasattr(cfg, "seed") and hasattr(cfg, "data_dir")
+
+
+def test_bad_override_is_rejected(capsys):
+    assert main(["run", "promot", "--set", "no_such_field=1"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "tfkit.cli", "list"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "fedmd" in out.stdout

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+import tfkit.datasets as d
+from tfkit.datasets import DataError, partition
+
+
+def test_mnist_from_data_dir(data_dir):
+    ds = d.load("mnist", data_dir=data_dir)
+    assert ds.train.x.shape == (60000, 28, 28) and ds.test.x.shape == (10000, 28, 28)
+    assert ds.train.x.dtype == np.uint8 and set(np.unique(ds.test.y)) == set(range(10))
+
+
+def test_femnist_has_writers(data_dir):
+    ds = d.load("femnist", data_dir=data_dir)
+    assert ds.num_classes == 62 and ds.train.groups is not None
+    assert len(np.unique(ds.train.groups)) == 105
+
+
+def test_cifar10_env_var(data_dir, monkeypatch):
+    monkeypatch.setenv("TFKIT_DATA_DIR", str(data_dir))
+    ds = d.load("cifar10")
+    assert ds.train.x.shape[1:] == (32, 32, 3) and ds.train.y.ndim == 1
+
+
+def test_tinyshakespeare(data_dir):
+    text = d.load("tinyshakespeare", data_dir=data_dir)
+    assert len(text.train) + len(text.test) == 1_115_394 and len(text.vocabulary) == 65
+
+
+def test_embedded_defaults_need_no_files():
+    digits = d.load("digits")
+    assert digits.train.x.shape[1:] == (8, 8) and digits.train.x.max() == 255
+    assert len(digits.train) + len(digits.test) == 1797
+    assert len(d.load("embedded-text").train) > 30_000
+
+
+def test_missing_file_says_where_to_put_it(tmp_path):
+    with pytest.raises(DataError, match="mnist.npz"):
+        d.load("mnist", data_dir=tmp_path, download=False)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path, data_dir):
+    (tmp_path / "mnist.npz").write_bytes((data_dir / "mnist.npz").read_bytes()[:5000])
+    with pytest.raises(DataError, match="not a readable .npz"):
+        d.load("mnist", data_dir=tmp_path)
+
+
+def test_wrong_shape_is_a_clear_error(tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((2, 27, 28), np.uint8),
+             y_train=np.zeros(2, np.uint8), x_test=np.zeros((2, 28, 28), np.uint8),
+             y_test=np.zeros(2, np.uint8))
+    with pytest.raises(DataError, match="x_train.*expected"):
+        d.load("mnist", data_dir=tmp_path)
+
+
+def test_bad_labels_are_a_clear_error(tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((2, 28, 28), np.uint8),
+             y_train=np.array([0, 12], np.uint8), x_test=np.zeros((2, 28, 28), np.uint8),
+             y_test=np.zeros(2, np.uint8))
+    with pytest.raises(DataError, match="labels"):
+        d.load("mnist", data_dir=tmp_path)
+
+
+def test_unknown_dataset_lists_names():
+    with pytest.raises(DataError, match="cifar10"):
+        d.load("imagenet")
+
+
+def test_partitioners():
+    y = np.repeat(np.arange(6), 40)
+    parts = partition.by_class(y, 10, classes=range(6), samples_per_class=3)
+    assert len(parts) == 10 and all(len(p) == 18 for p in parts)
+    assert len(set(np.concatenate(parts))) == 180
+    shards = partition.iid(100, 3)
+    assert sorted(np.concatenate(shards)) == list(range(100))
+    groups = np.array(["a", "a", "b", "c", "c", "c"])
+    by_writer = partition.by_group(groups, 2)
+    assert sum(map(len, by_writer)) == 6
+    for p in by_writer:  # no writer split across clients
+        assert all(set(groups[p]).isdisjoint(groups[q]) for q in by_writer if q is not p)

@@ -1,0 +1,172 @@
+"""`tfkit` command line: parses arguments and calls the library, nothing more.
+
+    tfkit list
+    tfkit run NAME [--quick] [--out DIR] [--data-dir DIR] [--seed N] [--set key=value ...]
+    tfkit demo [--out DIR] [--only NAME,...]
+    tfkit eval robustness --model PATH --data cifar10 --suite corruptions,adversarial,...
+    tfkit fedmd worker --port P
+    tfkit export savedmodel RUN_DIR_OR_MODEL --out saved_models/NAME/VERSION
+    tfkit export tflite RUN_DIR_OR_MODEL --out DIR
+    tfkit bench [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _default_out(name: str) -> Path:
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfkit import __version__
+
+    parser = argparse.ArgumentParser(prog="tfkit", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"tfkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list the registered experiments")
+
+    run = sub.add_parser("run", help="run one experiment into a run directory")
+    run.add_argument("name", help="experiment name (see `tfkit list`)")
+    run.add_argument("--quick", action="store_true", help="the reduced-size preset")
+    run.add_argument("--out", type=Path, help="run directory (re-using one resumes it)")
+    run.add_argument("--data-dir", help="folder with the dataset files (else $TFKIT_DATA_DIR)")
+    run.add_argument("--seed", type=int, help="random seed (default: the config's)")
+    run.add_argument("--workers", help="FedMD: comma-separated TFF worker addresses host:port")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, e.g. --set epochs=3 (repeatable)")
+
+    demo = sub.add_parser("demo", help="every experiment at its smallest size on embedded data")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--only", help="comma-separated subset of experiments")
+    demo.add_argument("--seed", type=int, default=0)
+
+    ev = sub.add_parser("eval", help="evaluate a user's model")
+    ev_sub = ev.add_subparsers(dest="evaluation", required=True)
+    rob = ev_sub.add_parser("robustness", help="robustness suites on a Keras model / SavedModel")
+    rob.add_argument("--model", required=True, help=".keras file or SavedModel directory")
+    rob.add_argument("--data", default="cifar10", help="dataset name (tfkit.datasets)")
+    rob.add_argument("--suite", default="corruptions,adversarial,spatial,patch",
+                     help="comma-separated suites: corruptions,adversarial,spatial,patch,layers")
+    rob.add_argument("--data-dir")
+    rob.add_argument("--limit", type=int, default=1000, help="test examples to use")
+    rob.add_argument("--out", type=Path, help="write results.json here")
+    rob.add_argument("--seed", type=int, default=0)
+
+    fed = sub.add_parser("fedmd", help="FedMD deployment helpers")
+    fed_sub = fed.add_subparsers(dest="fedmd_command", required=True)
+    worker = fed_sub.add_parser("worker", help="serve one TFF worker (see docs/fedmd.md)")
+    worker.add_argument("--port", type=int, required=True)
+
+    export = sub.add_parser("export", help="export a trained model")
+    exp_sub = export.add_subparsers(dest="format", required=True)
+    sm = exp_sub.add_parser("savedmodel", help="SavedModel with explicit serving signatures")
+    sm.add_argument("source", help="run directory or model file")
+    sm.add_argument("--out", type=Path, required=True, help="e.g. saved_models/NAME/1")
+    tfl = exp_sub.add_parser("tflite", help="float32 / float16 / int8 TFLite with parity table")
+    tfl.add_argument("source", help="run directory or model file")
+    tfl.add_argument("--out", type=Path, required=True)
+    tfl.add_argument("--data-dir")
+
+    bench = sub.add_parser("bench", help="run benchmarks/ and refresh docs/RESULTS.md")
+    bench.add_argument("names", nargs="*", help="benchmark names (default: all)")
+    return parser
+
+
+def _cmd_list() -> int:
+    from tfkit.experiments import SUMMARIES
+
+    width = max(map(len, SUMMARIES))
+    for name, summary in SUMMARIES.items():
+        print(f"{name:<{width}}  {summary}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tfkit import experiments
+
+    exp = experiments.get(args.name)
+    overrides = list(args.overrides)
+    if args.workers:
+        overrides.append(f"workers={args.workers}")
+    cfg = exp.config("quick" if args.quick else "full", overrides,
+                     seed=args.seed, data_dir=args.data_dir)
+    out = args.out or _default_out(args.name)
+    print(f"tfkit run {args.name}: writing to {out}", flush=True)
+    experiments.run_experiment(exp, cfg, out)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tfkit import experiments
+    from tfkit.runs import atomic_write_text, markdown_table
+
+    names = args.only.split(",") if args.only else experiments.names()
+    rows, failed, t_start = [], [], time.time()
+    for name in names:
+        exp = experiments.get(name)
+        out = args.out / name
+        print(f"\n=== demo: {name} -> {out}", flush=True)
+        t0 = time.time()
+        try:
+            results = experiments.run_experiment(exp, exp.config("demo", seed=args.seed), out)
+            h = exp.headline(results)
+            rows.append([name, h.metric, h.ours, h.paper, f"{time.time() - t0:.0f}s",
+                         str(out / "report.md")])
+        except Exception as e:  # keep going: one broken experiment must not hide the others
+            failed.append(name)
+            rows.append([name, "FAILED", f"{type(e).__name__}: {e}", "", "", ""])
+    table = markdown_table(rows, ["experiment", "headline", "ours", "paper", "time", "report"])
+    atomic_write_text(args.out / "summary.md", f"# tfkit demo\n\n{table}")
+    print(f"\n{table}\nall demos: {time.time() - t_start:.0f}s; summary: {args.out}/summary.md")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tfkit.errors import TfkitError
+
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "demo":
+            return _cmd_demo(args)
+        if args.command == "eval":
+            from tfkit.robustness.cli import eval_command
+
+            return eval_command(model=args.model, data=args.data, suites=args.suite.split(","),
+                                data_dir=args.data_dir, limit=args.limit, out=args.out,
+                                seed=args.seed)
+        if args.command == "fedmd":
+            from tfkit.federated.runtime import serve_worker
+
+            return serve_worker(args.port)
+        if args.command == "export":
+            from tfkit.export import cli as export_cli
+
+            if args.format == "savedmodel":
+                return export_cli.export_savedmodel(args.source, args.out)
+            return export_cli.export_tflite(args.source, args.out, data_dir=args.data_dir)
+        if args.command == "bench":
+            from tfkit.bench import run_benchmarks
+
+            return run_benchmarks(args.names)
+    except (TfkitError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"tfkit: error: {msg}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

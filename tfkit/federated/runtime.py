@@ -1,0 +1,255 @@
+"""TFF execution contexts whose C++ `worker_binary` processes tfkit owns and stops.
+
+TFF's own `set_sync_local_cpp_execution_context()` spawns a `worker_binary` that inherits the
+caller's stdout and outlives it, so a piped run (`tfkit ... | cat`) or a CI job never ends. Here
+every worker is started by tfkit with stdout/stderr to a log file, is killed with its parent
+(Linux `PR_SET_PDEATHSIG`), and is stopped at normal exit, on an exception and on SIGTERM.
+
+    from tfkit.federated import runtime
+    with runtime.local_context():            # one local worker on 127.0.0.1
+        result = my_tff_computation(...)
+    with runtime.remote_context(["127.0.0.1:8000", "127.0.0.1:8001"]):
+        ...                                  # the same computations over gRPC workers
+
+Security: `worker_binary` listens on every interface with no authentication. Run remote workers
+only on a private network, behind a firewall that admits the driver host alone, or reach them
+through SSH tunnels (`ssh -L 8000:localhost:8000 host`), and never expose the port publicly.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WorkerProcess", "worker_binary_path", "start_worker", "stop_all_workers",
+           "local_context", "remote_context", "serve_worker", "free_port"]
+
+_LIVE: list[WorkerProcess] = []
+_LOCK = threading.Lock()
+_HANDLERS_INSTALLED = False
+_GRPC_OPTIONS = [("grpc.max_message_length", 2_000_000_000),
+                 ("grpc.max_receive_message_length", 2_000_000_000),
+                 ("grpc.max_send_message_length", 2_000_000_000)]
+
+
+def worker_binary_path() -> Path:
+    """The C++ worker shipped inside the tensorflow-federated wheel."""
+    import tensorflow_federated as tff
+
+    path = Path(tff.__file__).parent / "data" / "worker_binary"
+    if not path.is_file():
+        raise RuntimeError(f"TFF worker binary not found at {path}; reinstall "
+                           "tensorflow-federated==0.87.0")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on `host`."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+    except OSError:
+        pass
+
+
+def _install_handlers() -> None:
+    global _HANDLERS_INSTALLED
+    if _HANDLERS_INSTALLED:
+        return
+    _HANDLERS_INSTALLED = True
+    atexit.register(stop_all_workers)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            stop_all_workers()
+            if callable(previous) and previous not in (signal.SIG_IGN, signal.SIG_DFL):
+                previous(signum, frame)
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+class WorkerProcess:
+    """One `worker_binary --port=P` process owned by this Python process."""
+
+    def __init__(self, port: int, log_path: Path):
+        self.port = port
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [str(worker_binary_path()), f"--port={port}"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def start_worker(port: int | None = None, log_dir: str | os.PathLike | None = None
+                 ) -> WorkerProcess:
+    """Starts a local worker (stopped at exit) and waits until its gRPC port answers."""
+    _install_handlers()
+    port = port or free_port()
+    log_dir = Path(log_dir or tempfile.gettempdir())
+    worker = WorkerProcess(port, log_dir / f"tfkit_worker_{port}.log")
+    with _LOCK:
+        _LIVE.append(worker)
+    _wait_ready(worker.address, worker)
+    return worker
+
+
+def _wait_ready(address: str, worker: WorkerProcess | None = None, timeout: float = 60.0
+                ) -> None:
+    import grpc
+
+    channel = grpc.insecure_channel(address)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        if worker is not None and not worker.alive():
+            raise RuntimeError(f"TFF worker on {address} exited; log: {worker.log_path}") from None
+        raise RuntimeError(f"no TFF worker answered on {address} within {timeout:.0f}s") from None
+    finally:
+        channel.close()
+
+
+def stop_all_workers() -> None:
+    """Stops every worker this process started (idempotent)."""
+    with _LOCK:
+        workers = list(_LIVE)
+        _LIVE.clear()
+    for w in workers:
+        w.stop()
+
+
+def _executor_factory(address: str, default_num_clients: int) -> Any:
+    """A TFF executor factory over one worker; CLIENTS defaults to `default_num_clients`
+    so that server-only computations are accepted by the worker."""
+    import grpc
+    import tensorflow_federated as tff
+    from tensorflow_federated.python.core.impl.types import placements
+
+    channel = grpc.insecure_channel(address, _GRPC_OPTIONS)
+    stub = tff.framework.RemoteExecutorGrpcStub(channel)
+
+    def stack_fn(cardinalities: dict) -> Any:
+        if not cardinalities.get(placements.CLIENTS):
+            cardinalities[placements.CLIENTS] = default_num_clients
+        executor = tff.framework.RemoteExecutor(stub)
+        executor.set_cardinalities(cardinalities)
+        return executor
+
+    return tff.framework.ResourceManagingExecutorFactory(executor_stack_fn=stack_fn)
+
+
+def _context_kwargs() -> dict:
+    import tensorflow_federated as tff
+    from tensorflow_federated.python.core.environments.tensorflow_frontend import (
+        tensorflow_computation,
+    )
+
+    return dict(compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+                transform_args=tensorflow_computation.transform_args,
+                transform_result=tensorflow_computation.transform_result)
+
+
+@contextlib.contextmanager
+def _installed(context: Any) -> Iterator[Any]:
+    import tensorflow_federated as tff
+
+    stack = tff.framework.get_context_stack()
+    with stack.install(context):
+        yield context
+
+
+@contextlib.contextmanager
+def local_context(default_num_clients: int = 1, log_dir: str | os.PathLike | None = None
+                  ) -> Iterator[Any]:
+    """Runs TFF computations in a local C++ worker that is stopped when the block ends."""
+    import tensorflow_federated as tff
+
+    worker = start_worker(log_dir=log_dir)
+    try:
+        context = tff.framework.SyncExecutionContext(
+            executor_fn=_executor_factory(worker.address, default_num_clients),
+            **_context_kwargs())
+        with _installed(context):
+            yield context
+    finally:
+        worker.stop()
+        with _LOCK:
+            if worker in _LIVE:
+                _LIVE.remove(worker)
+
+
+@contextlib.contextmanager
+def remote_context(addresses: Sequence[str], default_num_clients: int = 1,
+                   timeout: float = 60.0) -> Iterator[Any]:
+    """Runs TFF computations across remote workers (`host:port`, started with
+    `tfkit fedmd worker --port P`): clients are split among the workers and the partial results
+    merged (TFF's mergeable-computation context)."""
+    import tensorflow_federated as tff
+
+    if not addresses:
+        raise ValueError("remote_context needs at least one worker address host:port")
+    for address in addresses:
+        if ":" not in address:
+            raise ValueError(f"worker address {address!r} must look like host:port")
+        _wait_ready(address, timeout=timeout)
+    asyncs = [tff.framework.AsyncExecutionContext(
+        executor_fn=_executor_factory(a, default_num_clients), **_context_kwargs())
+        for a in addresses]
+    context = tff.backends.native.create_mergeable_comp_execution_context(asyncs)
+    with _installed(context):
+        yield context
+
+
+def serve_worker(port: int) -> int:
+    """Runs one worker in the foreground until SIGINT/SIGTERM (`tfkit fedmd worker`)."""
+    worker_binary_path()
+    print(f"TFF worker listening on port {port} (all interfaces, no authentication: keep it on "
+          "a private network or behind an SSH tunnel). Ctrl-C stops it.", flush=True)
+    proc = subprocess.Popen([str(worker_binary_path()), f"--port={port}"],
+                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+
+    def forward(signum: int, frame: Any) -> None:
+        proc.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while proc.poll() is None:
+        time.sleep(0.2)
+    return int(proc.returncode or 0)

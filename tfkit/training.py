@@ -1,0 +1,70 @@
+"""Resumable Keras training: `model.fit` that continues from its last epoch checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tfkit.backend import keras, tf
+from tfkit.runs import atomic_write_text
+
+__all__ = ["ResumableFit", "fit_resumable"]
+
+
+class ResumableFit(keras.callbacks.Callback):
+    """Checkpoints model + optimizer every epoch into `directory` and tells where to resume.
+
+    Args:
+        directory: where `tf.train.CheckpointManager` keeps the last `max_to_keep` checkpoints.
+        max_to_keep: checkpoints kept on disk.
+
+    Example:
+        >>> cb = ResumableFit("/tmp/ckpt")                     # doctest: +SKIP
+        >>> model.fit(x, y, epochs=10, initial_epoch=cb.restore(model), callbacks=[cb])
+    """
+
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1):
+        super().__init__()
+        self.directory = str(directory)
+        self.max_to_keep = max_to_keep
+        self._manager: tf.train.CheckpointManager | None = None
+
+    def _manager_for(self, model: keras.Model) -> tf.train.CheckpointManager:
+        if self._manager is None:
+            ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+            self._manager = tf.train.CheckpointManager(ckpt, self.directory, self.max_to_keep)
+        return self._manager
+
+    def restore(self, model: keras.Model) -> int:
+        """Restores the latest checkpoint into `model`; returns the epoch to start from."""
+        state = Path(self.directory) / "epoch.json"
+        if not state.exists():
+            return 0
+        manager = self._manager_for(model)
+        if manager.latest_checkpoint is None:
+            return 0
+        if not model.optimizer.variables:  # build optimizer slots so they restore too
+            model.optimizer.build(model.trainable_variables)
+        manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        return int(json.loads(state.read_text())["epoch"])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._manager_for(self.model).save(checkpoint_number=epoch + 1)
+        atomic_write_text(Path(self.directory) / "epoch.json", json.dumps({"epoch": epoch + 1}))
+
+
+def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | os.PathLike,
+                  callbacks: list | None = None, **fit_kwargs: Any) -> dict:
+    """`model.fit(x, epochs=...)` that resumes from `directory` after an interruption.
+
+    Returns the history dict of the epochs run now (empty when training had already finished).
+    """
+    cb = ResumableFit(directory)
+    start = cb.restore(model)
+    if start >= epochs:
+        return {}
+    history = model.fit(x, epochs=epochs, initial_epoch=start,
+                        callbacks=[cb, *(callbacks or [])], **fit_kwargs)
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
