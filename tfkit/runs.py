@@ -139,6 +139,32 @@ class RunDir:
         atomic_write_bytes(self.path / name, buf.getvalue())
         return name
 
+    def save_model(self, model: Any, name: str, meta: dict | None = None) -> Path:
+        """Saves a Keras model as `models/NAME.keras` (atomically) with `models/NAME.json`.
+
+        `meta` describes it for exporters and cards, e.g. {"kind": "image_classifier",
+        "dataset": "cifar10", "input_shape": [32, 32, 3], "class_names": [...],
+        "metrics": {"accuracy": 0.71}, "primary": True}.
+        """
+        folder = self.path / "models"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{name}.tmp.keras"
+        model.save(tmp)
+        os.replace(tmp, folder / f"{name}.keras")
+        write_json(folder / f"{name}.json", {"name": name, **(meta or {})})
+        return folder / f"{name}.keras"
+
+    def load_model(self, name: str) -> Any:
+        """Loads `models/NAME.keras` saved by `save_model` (tfkit layers registered)."""
+        import tfkit.layers  # noqa: F401  (registers tfkit's serializable layers)
+        from tfkit.backend import keras
+
+        path = self.path / "models" / f"{name}.keras"
+        if not path.exists():
+            saved = sorted(p.stem for p in (self.path / "models").glob("*.keras"))
+            raise FileNotFoundError(f"{path} does not exist; models here: {saved}")
+        return keras.models.load_model(path)
+
     def is_done(self, stage: str) -> bool:
         return (self._stages / f"{stage}.json").exists()
 

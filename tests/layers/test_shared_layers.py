@@ -1,0 +1,68 @@
+import numpy as np
+
+from tests.helpers import run_layer_test
+from tfkit.backend import tf
+from tfkit.layers import (
+    ClassToken,
+    FeedForward,
+    PositionEmbedding,
+    TopKActivation,
+    TransformerBlock,
+)
+
+
+def test_top_k_keeps_exactly_k_even_with_ties():
+    x = tf.constant([[1.0, 1.0, 1.0, 0.5], [3.0, -1.0, 5.0, 0.5]])
+    y = TopKActivation(2)(x).numpy()
+    assert (np.count_nonzero(y, axis=-1) == 2).all()
+    np.testing.assert_allclose(y[1], [3.0, 0.0, 5.0, 0.0])
+
+
+def test_top_k_gradient_flows_through_kept_entries_only():
+    x = tf.Variable([[3.0, -1.0, 5.0, 0.5]])
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(TopKActivation(2)(x) * tf.constant([[1.0, 2.0, 3.0, 4.0]]))
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), [[1.0, 0.0, 3.0, 0.0]])
+
+
+def test_top_k_layer_roundtrip():
+    run_layer_test(TopKActivation, {"k": 3}, tf.random.normal([2, 4, 8]), (2, 4, 8))
+
+
+def test_feed_forward_roundtrip_and_sparsity():
+    layer = run_layer_test(FeedForward, {"intermediate_dim": 16, "top_k": 4},
+                           tf.random.normal([2, 3, 8]), (2, 3, 8))
+    h = layer.intermediate(tf.random.normal([2, 3, 8])).numpy()
+    assert (np.count_nonzero(h, axis=-1) <= 4).all()
+
+
+def test_transformer_block_roundtrip():
+    run_layer_test(TransformerBlock, {"num_heads": 2, "intermediate_dim": 16, "causal": True},
+                   tf.random.normal([2, 5, 8]), (2, 5, 8))
+
+
+def test_causal_block_ignores_future_tokens():
+    block = TransformerBlock(num_heads=2, intermediate_dim=16, causal=True)
+    x = tf.random.normal([1, 6, 8])
+    y1 = block(x).numpy()
+    x2 = tf.concat([x[:, :4], tf.random.normal([1, 2, 8])], axis=1)
+    np.testing.assert_allclose(block(x2).numpy()[:, :4], y1[:, :4], atol=1e-5)
+
+
+def test_kv_cache_matches_full_attention():
+    block = TransformerBlock(num_heads=2, intermediate_dim=16, causal=True)
+    x = tf.random.normal([2, 6, 8])
+    full = block(x).numpy()
+    cache = tf.zeros([2, 2, 2, 6, 4])
+    out, cache = block(x[:, :4], cache=cache, cache_index=0)
+    steps = [out.numpy()]
+    for t in (4, 5):
+        out, cache = block(x[:, t:t + 1], cache=cache, cache_index=t)
+        steps.append(out.numpy())
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+def test_class_token_and_positions_roundtrip():
+    run_layer_test(ClassToken, {}, tf.random.normal([2, 4, 8]), (2, 5, 8))
+    run_layer_test(PositionEmbedding, {"sequence_length": 6}, tf.random.normal([2, 4, 8]),
+                   (2, 4, 8))

@@ -1,0 +1,48 @@
+"""Top-k activation: keep the k largest entries along the last axis, zero the rest."""
+
+from __future__ import annotations
+
+from tfkit.backend import keras, tf
+
+__all__ = ["TopKActivation"]
+
+
+@keras.utils.register_keras_serializable(package="tfkit")
+class TopKActivation(keras.layers.Layer):
+    """Keeps exactly the `k` largest values per position along the last axis.
+
+    This is the Top-k thresholding of "The Lazy Neuron Phenomenon" (Li et al., ICLR 2023),
+    applied to the MLP's hidden activation after ReLU. Exactly `k` entries survive even when
+    values tie (the first ones by index win, as in `tf.math.top_k`); gradients flow through the
+    kept entries only. With `k >= width` the layer is the identity.
+
+    Args:
+        k: how many entries to keep per position.
+
+    Example:
+        >>> layer = TopKActivation(k=2)
+        >>> layer(tf.constant([[3.0, -1.0, 5.0, 0.5]])).numpy()
+        array([[3., 0., 5., 0.]], dtype=float32)
+    """
+
+    def __init__(self, k: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(k) < 1:
+            raise ValueError(f"TopKActivation needs k >= 1, got k={k}")
+        self.k = int(k)
+        self.supports_masking = True
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        width = inputs.shape[-1]
+        if width is not None and self.k >= width:
+            return inputs
+        _, indices = tf.math.top_k(inputs, k=self.k, sorted=False)
+        depth = tf.shape(inputs)[-1]
+        mask = tf.reduce_sum(tf.one_hot(indices, depth, dtype=inputs.dtype), axis=-2)
+        return inputs * tf.stop_gradient(mask)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "k": self.k}
