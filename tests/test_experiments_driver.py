@@ -1,0 +1,58 @@
+"""The run driver: config.json, results.json, resume, and refusal of a mismatched config."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from tfkit.config import ConfigError
+from tfkit.experiments import Experiment, Headline, run_experiment
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Toy experiment: `steps` stages that each record their index."""
+
+    seed: int = 0
+    data_dir: str | None = None
+    steps: int = 3
+
+
+CALLS: list[int] = []
+
+
+def toy_run(cfg: ToyConfig, run) -> dict:
+    values = [run.stage(f"step_{i}", lambda i=i: CALLS.append(i) or i * cfg.seed)
+              for i in range(cfg.steps)]
+    run.write_text("report.md", f"# toy\n\n{values}\n")
+    return {"values": values}
+
+
+TOY = Experiment("toy", "a toy", ToyConfig, toy_run,
+                 lambda r: Headline("sum", str(sum(r["values"])), "-"),
+                 quick={"steps": 2}, demo={"steps": 1})
+
+
+def test_presets_and_overrides():
+    assert TOY.config("quick").steps == 2 and TOY.config("demo").steps == 1
+    assert TOY.config("full", ["steps=5"], seed=4).seed == 4
+    with pytest.raises(ConfigError):
+        TOY.config("huge")
+
+
+def test_run_writes_contract_files_and_resumes(tmp_path):
+    CALLS.clear()
+    cfg = TOY.config("full", seed=2)
+    results = run_experiment(TOY, cfg, tmp_path, log=None)
+    assert results["values"] == [0, 2, 4] and CALLS == [0, 1, 2]
+    for name in ("config.json", "results.json", "report.md"):
+        assert (tmp_path / name).exists()
+    # Simulate a crash after stage 1: its record survives, the rest re-run.
+    (tmp_path / "stages" / "step_2.json").unlink()
+    run_experiment(TOY, cfg, tmp_path, log=None)
+    assert CALLS == [0, 1, 2, 2]
+
+
+def test_mismatched_config_is_refused(tmp_path):
+    run_experiment(TOY, TOY.config("full"), tmp_path, log=None)
+    with pytest.raises(ConfigError, match="different config.*steps"):
+        run_experiment(TOY, TOY.config("full", ["steps=4"]), tmp_path, log=None)
