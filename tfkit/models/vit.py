@@ -14,7 +14,8 @@ class ViT(keras.Model):
 
     Inputs are float images in [0, 1], shape [batch, image_size, image_size, channels].
     Layers are named for surgery and probes: "patch_embedding", "class_token",
-    "position_embedding", "block_0" … "block_{L-1}", "final_norm", "head".
+    "position_embedding", "block_0" … "block_{L-1}", "final_norm", "head" (and "resize" first
+    when `resize_inputs`).
 
     Args:
         image_size: input height and width (square images).
@@ -28,6 +29,7 @@ class ViT(keras.Model):
         activation: MLP activation ("relu" for the Lazy Neuron experiments, "gelu" as in ViT).
         top_k: Top-k MLP activations per token (None = dense).
         dropout: dropout rate in the blocks.
+        resize_inputs: accept images of any size and resize them (bilinear) to `image_size`.
 
     Example:
         >>> model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
@@ -39,14 +41,19 @@ class ViT(keras.Model):
     def __init__(self, image_size: int = 32, patch_size: int = 4, num_layers: int = 6,
                  hidden_dim: int = 128, num_heads: int = 4, intermediate_dim: int = 512,
                  num_classes: int = 10, channels: int = 3, activation: str = "gelu",
-                 top_k: int | None = None, dropout: float = 0.0, **kwargs):
+                 top_k: int | None = None, dropout: float = 0.0, resize_inputs: bool = False,
+                 **kwargs):
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} is not divisible by "
                              f"patch_size={patch_size}")
         num_patches = (image_size // patch_size) ** 2
-        images = keras.Input((image_size, image_size, channels), name="images")
+        side = None if resize_inputs else image_size
+        images = keras.Input((side, side, channels), name="images")
+        x = images
+        if resize_inputs:
+            x = keras.layers.Resizing(image_size, image_size, name="resize")(x)
         x = keras.layers.Conv2D(hidden_dim, patch_size, strides=patch_size,
-                                name="patch_embedding")(images)
+                                name="patch_embedding")(x)
         x = keras.layers.Reshape((num_patches, hidden_dim), name="patches")(x)
         x = ClassToken(name="class_token")(x)
         x = PositionEmbedding(num_patches + 1, name="position_embedding")(x)
@@ -68,6 +75,7 @@ class ViT(keras.Model):
         self.activation = activation
         self.top_k = top_k
         self.dropout = dropout
+        self.resize_inputs = resize_inputs
 
     @property
     def blocks(self) -> list[TransformerBlock]:
@@ -79,7 +87,7 @@ class ViT(keras.Model):
                 "num_heads": self.num_heads, "intermediate_dim": self.intermediate_dim,
                 "num_classes": self.num_classes, "channels": self.channels,
                 "activation": self.activation, "top_k": self.top_k, "dropout": self.dropout,
-                "name": self.name}
+                "resize_inputs": self.resize_inputs, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict) -> ViT:
