@@ -1,0 +1,150 @@
+"""SavedModel export: signatures via saved_model_cli, a fresh process without tfkit, parity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tfkit.backend import tf
+from tfkit.datasets import load
+from tfkit.export import ExportError, resolve_source
+from tfkit.export.cli import export_savedmodel
+from tfkit.runs import RunDir
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def saved_model_cli(*args: str) -> str:
+    cmd = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def vit_export(vit_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sm") / "topk" / "1"
+    assert export_savedmodel(vit_run, out) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def lm_export(lm_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sm") / "lm" / "3"
+    assert export_savedmodel(lm_run, out) == 0
+    return out
+
+
+def test_layout_card_and_parity_record(vit_export):
+    assert (vit_export / "saved_model.pb").exists() and (vit_export / "variables").is_dir()
+    record = json.loads((vit_export.parent / "export.json").read_text())
+    assert record["parity"]["max_abs_diff"] <= 1e-5
+    assert record["parity"]["examples"] == len(load("digits").test)
+    card = (vit_export.parent / "MODEL_CARD.md").read_text()
+    assert "tfkit export savedmodel" in card and "digits" in card
+
+
+def test_saved_model_cli_show_and_run(vit_export, tmp_path):
+    shown = saved_model_cli("show", "--dir", str(vit_export), "--all")
+    for name in ("serving_default", "classify_any_size", "images", "logits", "probabilities",
+                 "classes", "labels", "DT_UINT8", "(-1, 8, 8, 1)", "(-1, -1, -1, 1)"):
+        assert name in shown, name
+    x = load("digits").test.x[:3, :, :, None]
+    np.save(tmp_path / "x.npy", x)
+    ran = saved_model_cli("run", "--dir", str(vit_export), "--tag_set", "serve",
+                          "--signature_def", "serving_default", "--inputs",
+                          f"images={tmp_path / 'x.npy'}")
+    assert "classes" in ran and "probabilities" in ran and "logits" in ran
+
+
+@pytest.mark.slow
+def test_saved_model_cli_runs_every_other_signature(vit_export, lm_export):
+    literal = str(np.zeros((2, 12, 10, 1), np.uint8).tolist())
+    ran = saved_model_cli("run", "--dir", str(vit_export), "--tag_set", "serve",
+                          "--signature_def", "classify_any_size", "--input_exprs",
+                          f"images={literal}")
+    assert "classes" in ran
+    ran = saved_model_cli("run", "--dir", str(lm_export), "--tag_set", "serve",
+                          "--signature_def", "generate", "--input_exprs",
+                          "token_ids=[[3, 4, 5]];max_new_tokens=4")
+    assert "token_ids" in ran
+
+
+def test_fresh_process_without_tfkit_runs_every_signature(vit_export, lm_export):
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        m = tf.saved_model.load({str(vit_export)!r})
+        out = m.signatures["serving_default"](images=tf.zeros([2, 8, 8, 1], tf.uint8))
+        assert out["probabilities"].shape == (2, 10) and out["classes"].dtype == tf.int64
+        out = m.signatures["classify_any_size"](images=tf.zeros([1, 16, 20, 1], tf.uint8))
+        assert out["labels"].shape == (1,)
+        lm = tf.saved_model.load({str(lm_export)!r})
+        out = lm.signatures["serving_default"](token_ids=tf.constant([[3, 4, 0]]))
+        assert out["logits"].shape == (1, 3, 24) and out["next_token"].shape == (1,)
+        out = lm.signatures["generate"](token_ids=tf.constant([[3, 4]]),
+                                        max_new_tokens=tf.constant(5))
+        assert out["token_ids"].shape == (1, 7)
+        assert "tfkit" not in sys.modules, "the SavedModel pulled in tfkit"
+        print("ok")
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=ENV, cwd="/", timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_outputs_equal_keras(vit_run, vit_export):
+    model = RunDir(vit_run, log=None).load_model("topk")
+    x = load("digits").test.x[:64, :, :, None]
+    served = tf.saved_model.load(str(vit_export)).signatures["serving_default"](
+        images=tf.constant(x))
+    want = model(x.astype(np.float32) / 255.0).numpy()
+    assert np.max(np.abs(served["logits"].numpy() - want)) <= 1e-5
+    np.testing.assert_array_equal(served["classes"].numpy(), want.argmax(-1))
+    np.testing.assert_allclose(served["probabilities"].numpy().sum(-1), 1.0, atol=1e-5)
+
+
+def test_wrong_dtype_and_shape_give_clear_errors(vit_export, lm_export):
+    sig = tf.saved_model.load(str(vit_export)).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
+        sig(images=tf.zeros([1, 8, 8, 1], tf.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"uint8 \[batch, 8, 8, 1\]"):
+        sig(images=tf.zeros([1, 9, 8, 1], tf.uint8))
+    lm = tf.saved_model.load(str(lm_export)).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must be < 24"):
+        lm(token_ids=tf.constant([[3, 99]]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 12 tokens"):
+        lm(token_ids=tf.ones([1, 13], tf.int32))
+
+
+def test_language_model_next_token_and_padding(lm_run, lm_export):
+    model = RunDir(lm_run, log=None).load_model("lm")
+    sig = tf.saved_model.load(str(lm_export)).signatures["serving_default"]
+    ids = np.array([[5, 6, 7, 0, 0], [1, 2, 3, 4, 5]], np.int32)
+    out = sig(token_ids=tf.constant(ids))
+    want = model(ids).numpy()
+    assert np.max(np.abs(out["logits"].numpy() - want)) <= 1e-5
+    # Row 0 is right-padded: its next token comes from position 2, row 1's from position 4.
+    np.testing.assert_allclose(out["next_token_logits"].numpy(),
+                               np.stack([want[0, 2], want[1, 4]]), atol=1e-5)
+
+
+def test_source_resolution_errors(vit_run, tmp_path):
+    src = resolve_source(vit_run / "models" / "topk.keras")
+    assert src.name == "topk" and src.meta["primary"] is True
+    with pytest.raises(ExportError, match="does not exist"):
+        resolve_source(tmp_path / "nope")
+    with pytest.raises(ExportError, match="no models"):
+        resolve_source(tmp_path)
+    (tmp_path / "models").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "models" / f"{name}.keras").write_bytes(b"x")
+    with pytest.raises(ExportError, match="several models"):
+        resolve_source(tmp_path)

@@ -1,0 +1,26 @@
+"""Deployment: SavedModels with explicit serving signatures, TFLite variants with parity.
+
+    tfkit export savedmodel RUN_DIR --out saved_models/NAME/1
+    tfkit export tflite RUN_DIR --out tflite/NAME [--data-dir DIR]
+
+Library use:
+
+    >>> from tfkit.export import export_saved_model, convert, TFLiteModel
+    >>> export_saved_model(model, {"kind": "image_classifier"}, "saved_models/m/1")
+    >>> TFLiteModel(convert(model, "int8", calibration=x_train[:200])).predict(x_test)
+"""
+
+from tfkit.export.errors import ExportError, TFLiteModelError
+from tfkit.export.saved_model import (
+    ImageClassifierModule,
+    LanguageModelModule,
+    export_saved_model,
+    serving_module,
+    signature_summary,
+)
+from tfkit.export.source import ModelSource, resolve_source
+from tfkit.export.tflite import VARIANTS, TFLiteModel, convert
+
+__all__ = ["ExportError", "TFLiteModelError", "ImageClassifierModule", "LanguageModelModule",
+           "export_saved_model", "serving_module", "signature_summary", "ModelSource",
+           "resolve_source", "VARIANTS", "TFLiteModel", "convert"]

@@ -1,0 +1,131 @@
+"""`tfkit export savedmodel|tflite SRC --out DIR`: export, verify against Keras, write a card.
+
+SRC is a run directory (its primary model, else its only one), `RUN_DIR/models/NAME.keras`, or
+any `.keras` file (with `NAME.json` meta beside it when there is one).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfkit.datasets import DataError
+from tfkit.export.cards import model_card, write_card
+from tfkit.export.data import image_slices
+from tfkit.export.errors import ExportError
+from tfkit.export.parity import parity_markdown, tflite_parity, write_parity
+from tfkit.export.saved_model import export_saved_model, infer_kind, signature_summary
+from tfkit.export.source import resolve_source
+from tfkit.runs import write_json
+
+__all__ = ["export_savedmodel", "export_tflite", "saved_model_parity"]
+
+
+def _input_shape(model: Any) -> tuple[int, int, int]:
+    return tuple(int(d) for d in model.input_shape[1:])
+
+
+def saved_model_parity(model: Any, meta: dict, path: str | os.PathLike,
+                       data_dir: str | os.PathLike | None = None) -> dict:
+    """Runs the exported `serving_default` beside Keras; held-out accuracy where data exists.
+
+    Image models get the first 1,000 test images of `meta["dataset"]` (random images when the
+    data is absent); language models get random token ids.
+    """
+    from tfkit.backend import tf
+
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    if infer_kind(model, meta) == "language_model":
+        vocab = int(model.output_shape[-1])
+        length = min(16, int(meta.get("sequence_length") or model.sequence_length))
+        ids = rng.integers(1, vocab, size=(8, length)).astype(np.int32)
+        got = serve(token_ids=tf.constant(ids))["logits"].numpy()
+        return {"max_abs_diff": float(np.max(np.abs(got - model(ids).numpy()))),
+                "checked_on": f"8 random sequences of {length} token ids"}
+    try:
+        slices = image_slices(meta, _input_shape(model), data_dir, calibration_size=1)
+        images, labels, what = slices.test_x, slices.test_y, f"first {len(slices.test_y)} " \
+                                                             f"test images of {slices.dataset}"
+    except (DataError, ExportError) as e:
+        images = rng.integers(0, 256, size=(32, *_input_shape(model)), dtype=np.uint8)
+        labels, what = None, f"32 random images (no held-out data: {e})"
+    got, want = [], []
+    for i in range(0, len(images), 256):
+        batch = images[i:i + 256]
+        got.append(serve(images=tf.constant(batch))["logits"].numpy())
+        want.append(model(batch.astype(np.float32) / 255.0, training=False).numpy())
+    got, want = np.concatenate(got), np.concatenate(want)
+    result = {"max_abs_diff": float(np.max(np.abs(got - want))), "checked_on": what}
+    if labels is not None:
+        result.update(dataset=slices.dataset, examples=int(len(labels)),
+                      accuracy=float(np.mean(got.argmax(-1) == labels)))
+    return result
+
+
+def _card_dir(out: Path) -> Path:
+    """NAME/ for a TF Serving NAME/VERSION folder (Serving ignores it), else `out` itself."""
+    return out.parent if out.name.isdigit() else out
+
+
+def export_savedmodel(source: str | os.PathLike, out: str | os.PathLike,
+                      data_dir: str | os.PathLike | None = None) -> int:
+    """CLI: writes the SavedModel, checks it against Keras, writes export.json and a card."""
+    src, out = resolve_source(source), Path(out)
+    model = src.load()
+    print(f"exporting {src.path} ({infer_kind(model, src.meta)}) -> {out}", flush=True)
+    export_saved_model(model, src.meta, out)
+    parity = saved_model_parity(model, src.meta, out, data_dir)
+    signatures = signature_summary(out)
+    record = {"source": str(src.path), "meta": src.meta, "signatures": signatures,
+              "parity": parity}
+    card_dir = _card_dir(out)
+    write_json(card_dir / "export.json", record)
+    sig_lines = ["## Signatures", ""]
+    for key, sig in signatures.items():
+        ins = ", ".join(f"`{k}` {d} {s}" for k, (d, s) in sig["inputs"].items())
+        outs = ", ".join(f"`{k}` {d} {s}" for k, (d, s) in sig["outputs"].items())
+        sig_lines.append(f"- `{key}`: {ins} → {outs}")
+    measured = {"max abs diff vs Keras (logits)": f"{parity['max_abs_diff']:.2e} "
+                                                  f"({parity['checked_on']})"}
+    if "accuracy" in parity:
+        measured["held-out accuracy"] = f"{parity['accuracy']:.4f}"
+    write_card(card_dir / "MODEL_CARD.md", model_card(
+        src, "SavedModel for TF Serving", measured,
+        f"uv run tfkit export savedmodel {source} --out {out}", "\n".join(sig_lines)))
+    print(f"SavedModel: {out} (signatures: {', '.join(signatures)}); max abs diff vs Keras "
+          f"{parity['max_abs_diff']:.2e} on {parity['checked_on']}"
+          + (f"; accuracy {parity['accuracy']:.4f}" if "accuracy" in parity else ""))
+    print(f"card: {card_dir / 'MODEL_CARD.md'}")
+    return 0
+
+
+def export_tflite(source: str | os.PathLike, out: str | os.PathLike,
+                  data_dir: str | os.PathLike | None = None) -> int:
+    """CLI: writes the four TFLite variants, parity.{json,md} and a card into `out`."""
+    src, out = resolve_source(source), Path(out)
+    model = src.load()
+    kind = infer_kind(model, src.meta)
+    if kind != "image_classifier":
+        raise ExportError(f"TFLite export supports image classifiers; {src.path} is a {kind} "
+                          "(export it with `tfkit export savedmodel`)")
+    slices = image_slices(src.meta, _input_shape(model), data_dir)
+    print(f"exporting {src.path} to TFLite -> {out} (held-out: {len(slices.test_y)} "
+          f"{slices.dataset} test images, calibration: {len(slices.calibration)})", flush=True)
+    report = tflite_parity(model, slices, out, src.name)
+    report["source"] = str(src.path)
+    write_parity(report, out)
+    measured = {f"{v} held-out accuracy": f"{r['accuracy']:.4f} ({r['size_bytes'] / 1e6:.2f} MB)"
+                for v, r in report["variants"].items()}
+    data = f" --data-dir {data_dir}" if data_dir else ""
+    write_card(out / "MODEL_CARD.md", model_card(
+        src, "TFLite variants", measured,
+        f"uv run tfkit export tflite {source} --out {out}{data}",
+        "## Parity with Keras\n\n" + parity_markdown(report)))
+    print(parity_markdown(report))
+    print(f"wrote {', '.join(v['file'] for v in report['variants'].values())}, parity.md, "
+          f"parity.json, MODEL_CARD.md into {out}")
+    return 0

@@ -1,0 +1,215 @@
+"""SavedModels for TF Serving, with explicit, named serving signatures.
+
+The exported object is a `tf.Module` whose `tf.function`s have fixed input signatures, so the
+SavedModel needs neither Keras nor tfkit to load, and TF Serving rejects wrong dtypes and shapes
+before the model runs. Image classifiers take uint8 HWC images and preprocess in-graph;
+language models take token ids (tfkit's models tokenize outside the graph).
+
+Example:
+    >>> from tfkit.export import export_saved_model
+    >>> export_saved_model(model, meta, "saved_models/topk/1")   # TF Serving layout
+    >>> m = tf.saved_model.load("saved_models/topk/1")
+    >>> m.signatures["serving_default"](images=tf.zeros([1, 32, 32, 3], tf.uint8))["classes"]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tfkit.backend import tf
+from tfkit.export.errors import ExportError
+
+__all__ = ["ImageClassifierModule", "LanguageModelModule", "export_saved_model",
+           "serving_module", "signature_summary"]
+
+
+def _outputs_to_logits(outputs: tf.Tensor, outputs_kind: str) -> tf.Tensor:
+    if outputs_kind == "probabilities":  # the model ends in softmax: serve log-probabilities
+        return tf.math.log(tf.maximum(outputs, 1e-12))
+    return outputs
+
+
+class ImageClassifierModule(tf.Module):
+    """Serves a Keras image classifier that takes float32 [0, 1] NHWC images.
+
+    Signatures:
+        serving_default: `images` uint8 [batch, H, W, C] (exactly the model's size) →
+            `logits` float32 [batch, classes], `probabilities` (softmax), `classes` int64
+            (arg-max) and, when class names are known, `labels` (string).
+        classify_any_size: `images` uint8 [batch, height, width, C] of any size, resized
+            in-graph (bilinear) to H x W; same outputs.
+
+    Args:
+        model: the Keras classifier; its input shape fixes H, W, C.
+        class_names: one name per class ("" entries allowed), or empty for no `labels` output.
+        outputs_kind: "logits" (tfkit's models) or "probabilities" (a model ending in softmax).
+    """
+
+    def __init__(self, model: Any, class_names: tuple[str, ...] = (),
+                 outputs_kind: str = "logits"):
+        super().__init__(name="image_classifier")
+        height, width, channels = (int(d) for d in model.input_shape[1:])
+        # Track the weights, not the Keras model: the SavedModel then loads without Keras.
+        self.model_weights = list(model.weights)
+        names = tf.constant(list(class_names) or [""], tf.string)
+
+        def predict(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+            x = tf.cast(pixels, tf.float32) / 255.0  # uint8 0..255 -> the model's [0, 1]
+            logits = _outputs_to_logits(model(x, training=False), outputs_kind)
+            classes = tf.argmax(logits, axis=-1)
+            out = {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
+                   "classes": classes}
+            if class_names:
+                out["labels"] = tf.gather(names, classes)
+            return out
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, height, width, channels], tf.uint8, name="images")])
+        def serving_default(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            # Signatures called through TF Serving do not enforce the static shape: check it.
+            tf.debugging.assert_equal(
+                tf.shape(images)[1:], [height, width, channels],
+                message=f"images must be uint8 [batch, {height}, {width}, {channels}]; resize "
+                        "them or call the classify_any_size signature")
+            return predict(images)
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")])
+        def classify_any_size(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            tf.debugging.assert_equal(tf.shape(images)[3], channels,
+                                      message=f"images must have {channels} channel(s)")
+            resized = tf.image.resize(images, [height, width], antialias=True)
+            return predict(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8))
+
+        self.serving_default = serving_default
+        self.classify_any_size = classify_any_size
+
+    def signatures(self) -> dict[str, Any]:
+        return {"serving_default": self.serving_default,
+                "classify_any_size": self.classify_any_size}
+
+
+class LanguageModelModule(tf.Module):
+    """Serves a Keras causal LM that maps int32 token ids [batch, length] to logits.
+
+    Signatures:
+        serving_default: `token_ids` int32 [batch, length] (id `pad_id` = padding, on either
+            side) → `logits` float32 [batch, length, vocabulary], `next_token_logits`
+            [batch, vocabulary] at each row's last non-padding token, `next_token` int32.
+        generate: `token_ids` int32 [batch, length] (left-padded or equal-length prompts) and
+            `max_new_tokens` int32 scalar → `token_ids` [batch, length + max_new_tokens],
+            greedy decoding; the model sees at most its last `sequence_length` tokens.
+
+    Args:
+        model: the Keras LM.
+        sequence_length: the longest window the model accepts (its position table).
+        pad_id: the padding token id.
+    """
+
+    def __init__(self, model: Any, sequence_length: int, pad_id: int = 0):
+        super().__init__(name="language_model")
+        self.model_weights = list(model.weights)
+        vocabulary = int(model.output_shape[-1])
+
+        def check(token_ids: tf.Tensor) -> None:
+            tf.debugging.assert_less_equal(
+                tf.shape(token_ids)[1], sequence_length,
+                message=f"token_ids may hold at most {sequence_length} tokens per row")
+            tf.debugging.assert_non_negative(token_ids, message="token ids must be >= 0")
+            tf.debugging.assert_less(token_ids, vocabulary,
+                                     message=f"token ids must be < {vocabulary} (vocabulary)")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
+        def serving_default(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+            check(token_ids)
+            logits = model(token_ids, training=False)
+            real = tf.cast(tf.not_equal(token_ids, pad_id), tf.int32)
+            length = tf.shape(token_ids)[1]
+            last = length - 1 - tf.argmax(tf.reverse(real, [1]), axis=1, output_type=tf.int32)
+            next_logits = tf.gather(logits, last, axis=1, batch_dims=1)
+            return {"logits": logits, "next_token_logits": next_logits,
+                    "next_token": tf.argmax(next_logits, axis=-1, output_type=tf.int32)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+                                      tf.TensorSpec([], tf.int32, name="max_new_tokens")])
+        def generate(token_ids: tf.Tensor, max_new_tokens: tf.Tensor) -> dict[str, tf.Tensor]:
+            check(token_ids)
+            def step(i, ids):
+                logits = model(ids[:, -sequence_length:], training=False)
+                nxt = tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)
+                return i + 1, tf.concat([ids, nxt[:, None]], axis=1)
+
+            _, ids = tf.while_loop(lambda i, _: i < max_new_tokens, step, [0, token_ids],
+                                   shape_invariants=[tf.TensorShape([]),
+                                                     tf.TensorShape([None, None])])
+            return {"token_ids": ids}
+
+        self.serving_default = serving_default
+        self.generate = generate
+
+    def signatures(self) -> dict[str, Any]:
+        return {"serving_default": self.serving_default, "generate": self.generate}
+
+
+def infer_kind(model: Any, meta: dict) -> str:
+    """The meta's `kind`, else guessed from the input: integer ids → LM, 4-D floats → images."""
+    if meta.get("kind"):
+        return str(meta["kind"])
+    spec = model.inputs[0]
+    if spec.dtype.is_integer and len(spec.shape) == 2:
+        return "language_model"
+    if len(spec.shape) == 4:
+        return "image_classifier"
+    raise ExportError(f"cannot tell what kind of model takes {spec.dtype.name} "
+                      f"{list(spec.shape)} inputs; add \"kind\" to its meta JSON")
+
+
+def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageModelModule:
+    """The serving `tf.Module` for `model`, chosen by `meta["kind"]` (or the input's type)."""
+    kind = infer_kind(model, meta)
+    if kind == "image_classifier":
+        return ImageClassifierModule(model, tuple(meta.get("class_names") or ()),
+                                     meta.get("outputs", "logits"))
+    if kind == "language_model":
+        length = meta.get("sequence_length") or getattr(model, "sequence_length", None)
+        if not length:
+            raise ExportError("language model meta lacks \"sequence_length\" and the model has "
+                              "no sequence_length attribute")
+        return LanguageModelModule(model, int(length), int(meta.get("pad_id", 0)))
+    raise ExportError(f"cannot export models of kind {kind!r}")
+
+
+def export_saved_model(model: Any, meta: dict, out: str | os.PathLike) -> Path:
+    """Writes `model` as a SavedModel with explicit signatures into `out` (replacing it).
+
+    Use `saved_models/NAME/VERSION` for `out` (the layout TF Serving loads). Returns `out`.
+    """
+    out = Path(out)
+    module = serving_module(model, meta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tf.saved_model.save(module, str(tmp / "model"), signatures=module.signatures())
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp / "model", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def signature_summary(path: str | os.PathLike) -> dict[str, dict]:
+    """{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}} of a SavedModel."""
+    loaded = tf.saved_model.load(str(path))
+    summary = {}
+    for key, fn in loaded.signatures.items():
+        inputs = {k: (v.dtype.name, v.shape.as_list() if v.shape.rank is not None else None)
+                  for k, v in fn.structured_input_signature[1].items()}
+        outputs = {k: (v.dtype.name, v.shape.as_list() if v.shape.rank is not None else None)
+                   for k, v in fn.structured_outputs.items()}
+        summary[key] = {"inputs": inputs, "outputs": outputs}
+    return summary

@@ -1,0 +1,168 @@
+"""TFLite export in four variants, and a runner on the on-device interpreter.
+
+Variants (`VARIANTS`):
+    float32       the plain conversion.
+    float16       weights stored as float16 (half the size), computed in float32.
+    dynamic_int8  dynamic-range quantization: int8 weights, activations quantized on the fly.
+    int8          full-integer quantization calibrated on training images; int8 input and
+                  output (input = uint8 pixel - 128), for integer-only accelerators.
+
+`TFLiteModel` runs a `.tflite` file with `tflite_runtime` (the on-device interpreter package),
+falling back to `tf.lite.Interpreter`. It verifies the file before the native interpreter sees
+it, so a corrupted or truncated file raises `TFLiteModelError` instead of crashing the process.
+
+Example:
+    >>> flat = convert(model, "int8", calibration=train_images_float)
+    >>> TFLiteModel(flat).predict(test_images_float)   # dequantized float32 outputs
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfkit.export.errors import ExportError, TFLiteModelError
+
+__all__ = ["VARIANTS", "convert", "TFLiteModel", "interpreter_class"]
+
+VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+
+
+def convert(model: Any, variant: str, calibration: np.ndarray | None = None) -> bytes:
+    """Converts a Keras model to TFLite `variant`; `calibration` feeds int8 (model-domain
+    inputs, e.g. float32 [0, 1] images, ~100-500 training examples)."""
+    from tfkit.backend import tf
+
+    if variant not in VARIANTS:
+        raise ExportError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ExportError("full-integer int8 needs calibration data (training examples)")
+
+        def representative() -> Any:
+            for i in range(len(calibration)):
+                yield [calibration[i:i + 1]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        return converter.convert()
+    except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError
+        raise ExportError(f"TFLite {variant} conversion failed: {str(e).splitlines()[0]}"
+                          ) from None
+
+
+def interpreter_class() -> Callable[..., Any]:
+    """`tflite_runtime.interpreter.Interpreter` where installed, else `tf.lite.Interpreter`."""
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:  # tflite-runtime has no wheel for this platform
+        from tfkit.backend import tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def verify_flatbuffer(content: bytes, origin: str) -> None:
+    """Parses the whole flatbuffer in Python; raises `TFLiteModelError` if it is malformed.
+
+    The native interpreter trusts the file's offsets and can crash on a corrupted one.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise TFLiteModelError(f"{origin} is not a TFLite model (no 'TFL3' identifier; "
+                               f"{len(content)} bytes)")
+    try:
+        parsed = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    except Exception as e:  # struct.error / IndexError on out-of-range offsets
+        raise TFLiteModelError(f"{origin} is corrupted or truncated ({type(e).__name__}: "
+                               f"{str(e)[:80]}); re-export it") from None
+    if not parsed.subgraphs:
+        raise TFLiteModelError(f"{origin} has no subgraph; re-export it")
+
+
+def _quantization(detail: dict) -> tuple[float, int]:
+    scale, zero_point = detail["quantization"]
+    return float(scale), int(zero_point)
+
+
+class TFLiteModel:
+    """A `.tflite` model on the on-device interpreter, with one input and one output.
+
+    Args:
+        model: a `.tflite` path or its bytes.
+        num_threads: interpreter threads (None = the runtime's default).
+
+    Raises:
+        TFLiteModelError: the file is missing, corrupted, or has several inputs/outputs.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, num_threads: int | None = None):
+        if isinstance(model, bytes):
+            content, self.origin = model, "the TFLite model"
+        else:
+            path = Path(model)
+            if not path.is_file():
+                raise TFLiteModelError(f"{path} does not exist")
+            content, self.origin = path.read_bytes(), str(path)
+        verify_flatbuffer(content, self.origin)
+        self.size_bytes = len(content)
+        try:
+            self.interpreter = interpreter_class()(model_content=content, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise TFLiteModelError(f"{self.origin} cannot run on this interpreter: "
+                                   f"{str(e).strip().splitlines()[0]}") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise TFLiteModelError(f"{self.origin} has {len(inputs)} inputs and {len(outputs)} "
+                                   "outputs; TFLiteModel runs single-input single-output models")
+        self._input, self._output = inputs[0], outputs[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The input shape without the batch axis."""
+        return tuple(int(d) for d in self._input["shape"][1:])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        scale, zero_point = _quantization(self._input)
+        if scale and np.issubdtype(np.asarray(x).dtype, np.floating):
+            info = np.iinfo(self.input_dtype)
+            q = np.round(np.asarray(x, np.float64) / scale + zero_point)
+            return np.clip(q, info.min, info.max).astype(self.input_dtype)
+        return np.asarray(x).astype(self.input_dtype)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Runs each row of `x` (model-domain values, e.g. float32 [0, 1] images) at batch 1;
+        quantized inputs are quantized here and outputs dequantized to float32."""
+        x = np.asarray(x)
+        if tuple(x.shape[1:]) != self.input_shape:
+            want = ", ".join(map(str, self.input_shape))
+            raise TFLiteModelError(f"{self.origin} takes inputs of shape [batch, {want}] but got "
+                                   f"{list(x.shape)}; is this the model exported for this data?")
+        q = self._prepare(x)
+        out_scale, out_zero = _quantization(self._output)
+        results = []
+        for i in range(len(q)):
+            self.interpreter.set_tensor(self._input["index"], q[i:i + 1])
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self._output["index"])
+            results.append((y.astype(np.float32) - out_zero) * out_scale if out_scale else y)
+        return np.concatenate(results).astype(np.float32)
