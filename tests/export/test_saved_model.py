@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -51,7 +53,12 @@ def test_layout_card_and_parity_record(vit_export):
 
 
 def test_saved_model_cli_show_and_run(vit_export, tmp_path):
-    shown = saved_model_cli("show", "--dir", str(vit_export), "--all")
+    from tensorflow.python.tools import saved_model_cli as smcli  # `show --all`, in-process
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        smcli._show_all(str(vit_export))
+    shown = buffer.getvalue()
     for name in ("serving_default", "classify_any_size", "images", "logits", "probabilities",
                  "classes", "labels", "DT_UINT8", "(-1, 8, 8, 1)", "(-1, -1, -1, 1)"):
         assert name in shown, name

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,9 @@ def convert(model: Any, variant: str, calibration: np.ndarray | None = None) -> 
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        return converter.convert()
+        with warnings.catch_warnings():  # int8: "Statistics for quantized inputs ..." is moot,
+            warnings.simplefilter("ignore", UserWarning)  # the input scale comes from calibration
+            return converter.convert()
     except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError
         raise ExportError(f"TFLite {variant} conversion failed: {str(e).splitlines()[0]}"
                           ) from None

@@ -1,0 +1,74 @@
+"""TFLite export: four variants, parity table, on-device runtime, clear errors on bad files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tfkit import cli
+from tfkit.datasets import load
+from tfkit.export import VARIANTS, ExportError, TFLiteModel, TFLiteModelError
+from tfkit.export.cli import export_tflite
+
+
+@pytest.fixture(scope="module")
+def tflite_out(vit_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite")
+    assert export_tflite(vit_run, out) == 0
+    return out
+
+
+def test_writes_four_variants_and_parity_table(tflite_out):
+    report = json.loads((tflite_out / "parity.json").read_text())
+    assert set(report["variants"]) == set(VARIANTS)
+    for variant in VARIANTS:
+        assert (tflite_out / f"topk_{variant}.tflite").exists()
+    table = (tflite_out / "parity.md").read_text()
+    assert all(v in table for v in VARIANTS) and "max abs diff" in table
+    assert "tfkit export tflite" in (tflite_out / "MODEL_CARD.md").read_text()
+    v = report["variants"]
+    assert v["float32"]["max_abs_diff"] <= 1e-4  # float32 TFLite is Keras up to rounding
+    assert v["float32"]["accuracy"] == pytest.approx(report["keras"]["accuracy"])
+    assert v["float16"]["size_bytes"] < v["float32"]["size_bytes"]
+    assert v["int8"]["size_bytes"] < v["float32"]["size_bytes"]
+    assert report["targets"]["dynamic_int8_accuracy_within_1_point"] == (
+        v["dynamic_int8"]["accuracy_drop_points"] <= 1.0)
+
+
+def test_recorded_accuracy_reproduces_on_the_runtime(tflite_out):
+    report = json.loads((tflite_out / "parity.json").read_text())
+    test = load("digits").test
+    x = test.x[:report["examples"], :, :, None].astype(np.float32) / 255.0
+    model = TFLiteModel(tflite_out / "topk_int8.tflite")
+    assert model.input_dtype == np.int8 and model.input_shape == (8, 8, 1)
+    accuracy = float(np.mean(model.predict(x).argmax(-1) == test.y[:len(x)]))
+    assert accuracy == pytest.approx(report["variants"]["int8"]["accuracy"])
+
+
+def test_corrupted_truncated_and_foreign_files_raise(tflite_out, tmp_path):
+    good = (tflite_out / "topk_float32.tflite").read_bytes()
+    flipped = good[:200] + bytes(b ^ 0x5A for b in good[200:1200]) + good[1200:]
+    cases = {"flipped": flipped, "truncated": good[: len(good) // 2],
+             "text": b"not a model at all" * 10, "empty": b""}
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(content)
+        with pytest.raises(TFLiteModelError, match=r"corrupted|not a TFLite model|cannot run"):
+            TFLiteModel(path)
+    with pytest.raises(TFLiteModelError, match="does not exist"):
+        TFLiteModel(tmp_path / "missing.tflite")
+
+
+def test_mismatched_inputs_raise(tflite_out):
+    model = TFLiteModel(tflite_out / "topk_float32.tflite")
+    with pytest.raises(TFLiteModelError, match=r"takes inputs of shape \[batch, 8, 8, 1\]"):
+        model.predict(np.zeros((2, 28, 28, 1), np.float32))
+
+
+def test_language_models_are_refused_clearly(lm_run, tmp_path, capsys):
+    with pytest.raises(ExportError, match="supports image classifiers"):
+        export_tflite(lm_run, tmp_path)
+    assert cli.main(["export", "tflite", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert "tfkit: error:" in capsys.readouterr().err
