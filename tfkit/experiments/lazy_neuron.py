@@ -1,0 +1,324 @@
+"""Lazy Neuron (Li et al., ICLR 2023): activation sparsity, Top-k MLPs, sparse TFLite.
+
+Stages: (1) emergence: ReLU ViTs (image data) and ReLU decoder LMs (text) at several MLP widths
+and depths, nonzero fraction per layer on train and test data and over training, plus one ViT
+trained on random labels; (2) Top-k ViTs (k = d_ff/32, d_ff/16, d_ff/8) against the dense
+one: accuracy, ECE, label noise, corruptions; (3) on-device: dense / Top-k / pruned / both as
+TFLite, batch 1, 1 thread, XNNPACK on and off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfkit import datasets
+from tfkit.backend import keras, set_seed
+from tfkit.datasets.pipeline import image_dataset, to_float
+from tfkit.experiments.base import Experiment, Headline
+from tfkit.models import DecoderLM, ViT
+from tfkit.runs import RunDir
+from tfkit.sparsity import SparsityMonitor, evaluate_classifier, nonzero_fraction
+from tfkit.sparsity.evaluation import symmetric_label_noise
+from tfkit.sparsity.on_device import compare_on_device, prune_and_finetune, speedup_summary
+from tfkit.sparsity.report import write_report
+from tfkit.training import fit_resumable
+
+
+@dataclass(frozen=True)
+class Config:
+    """Lazy Neuron on CIFAR-10 and tinyshakespeare.
+
+    Full run: `TFKIT_DATA_DIR=../shared/data uv run tfkit run lazy-neuron --out runs/lazy`.
+    Quick: add `--quick` (≤ 15 min on 2 cores). Expected: trained ReLU MLPs well below 50 %
+    nonzero (the paper: ≤ 10 % at scale, decreasing with width); Top-k close to dense accuracy.
+    """
+
+    seed: int = 0
+    data_dir: str | None = None
+    # ViT on images
+    image_dataset: str = "cifar10"
+    train_examples: int = 20_000  # the shared CIFAR-10 copy has 20,000 train images
+    test_examples: int = 10_000
+    patch_size: int = 4  # 32x32 -> 64 patches + [CLS]
+    hidden_dim: int = 128
+    num_heads: int = 4
+    vit_widths: tuple[int, ...] = (256, 512, 1024)  # MLP widths d_ff of the emergence grid
+    vit_depths: tuple[int, ...] = (2, 4)
+    epochs: int = 20
+    batch_size: int = 128
+    learning_rate: float = 1e-3  # Adam; small ViTs train stably at 1e-3 without warmup
+    # decoder LM on text
+    text_dataset: str = "tinyshakespeare"
+    lm_hidden_dim: int = 128
+    lm_widths: tuple[int, ...] = (256, 512, 1024)
+    lm_depths: tuple[int, ...] = (2, 4)
+    lm_sequence_length: int = 128
+    lm_train_windows: int = 20_000  # random training windows per epoch
+    lm_epochs: int = 5
+    # Top-k comparison (a ViT of width topk_width, depth topk_depth)
+    topk_width: int = 512
+    topk_depth: int = 4
+    topk_divisors: tuple[int, ...] = (32, 16, 8)  # k = d_ff / divisor
+    label_noise: tuple[float, ...] = (0.2, 0.4)  # symmetric noise rates
+    severities: tuple[int, ...] = (1, 3, 5)  # CIFAR-10-C severities of noise and blur
+    random_labels: bool = True  # also train the reference ViT on random labels
+    # sparsity probes
+    probe_examples: int = 512  # examples per split for the per-layer nonzero fraction
+    probe_every_steps: int = 100  # over-training probe interval (optimizer steps)
+    # on-device (TFLite)
+    tflite_divisor: int = 16  # the Top-k model exported: k = d_ff / tflite_divisor
+    prune_sparsity: float = 0.9  # fraction of MLP weights zeroed by magnitude pruning
+    prune_epochs: int = 2  # fine-tuning epochs while pruning
+    latency_runs: int = 200  # timed invokes per variant and XNNPACK mode
+    tflite_eval_examples: int = 1000  # test images scored by the TFLite interpreter
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def _images(cfg: Config) -> tuple:
+    ds = datasets.load(cfg.image_dataset, cfg.data_dir)
+    rng = np.random.default_rng(cfg.seed)
+    usable = min(cfg.train_examples, len(ds.train)) // cfg.batch_size * cfg.batch_size
+    tr = rng.permutation(len(ds.train))[:usable]  # whole batches only: one traced train step
+    te = rng.permutation(len(ds.test))[:cfg.test_examples]
+    return (to_float(ds.train.x[tr]), ds.train.y[tr], to_float(ds.test.x[te]), ds.test.y[te],
+            ds.num_classes, ds.class_names)
+
+
+def _text(cfg: Config) -> tuple:
+    ds = datasets.load(cfg.text_dataset, cfg.data_dir)
+    index = {c: i + 1 for i, c in enumerate(ds.vocabulary)}  # id 0 is padding
+    encode = lambda s: np.array([index[c] for c in s], np.int32)
+    return encode(ds.train), encode(ds.test), len(ds.vocabulary) + 1
+
+
+def _windows(ids: np.ndarray, count: int, length: int, seed: int) -> tuple:
+    starts = np.random.default_rng(seed).integers(0, len(ids) - length - 1, count)
+    x = np.stack([ids[s:s + length] for s in starts])
+    y = np.stack([ids[s + 1:s + length + 1] for s in starts])
+    return x, y
+
+
+# --- training stages -------------------------------------------------------------------------
+
+def _predict(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """Eager batched logits (no per-shape tracing of Keras' predict/evaluate functions)."""
+    return lambda x: model(x, training=False).numpy()
+
+
+def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+    hits = sum(int((_predict(model)(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
+               for i in range(0, len(x), batch_size))
+    return hits / len(x)
+
+
+def _compile(model: keras.Model, cfg: Config) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def _vit(cfg: Config, data: tuple, width: int, depth: int, top_k: int | None) -> ViT:
+    x = data[0]
+    return ViT(image_size=x.shape[1], patch_size=cfg.patch_size, num_layers=depth,
+               hidden_dim=cfg.hidden_dim, num_heads=cfg.num_heads, intermediate_dim=width,
+               num_classes=data[4], channels=x.shape[-1], activation="relu", top_k=top_k)
+
+
+def _train_vit(cfg: Config, run_dir: RunDir, data: tuple, name: str, width: int, depth: int,
+               top_k: int | None = None, noise: float = 0.0, random_labels: bool = False,
+               evaluate: bool = False, keep: bool = False) -> dict:
+    """Trains one ReLU ViT; returns per-layer sparsity (train/test, over steps) and accuracy."""
+    keras.backend.clear_session()
+    set_seed(cfg.seed)
+    x_tr, y_tr, x_te, y_te, classes, _ = data
+    if random_labels:
+        y_tr = np.random.default_rng(cfg.seed + 1).integers(0, classes, len(y_tr))
+    elif noise:
+        y_tr = symmetric_label_noise(y_tr, noise, classes, seed=cfg.seed + 1)
+    model = _compile(_vit(cfg, data, width, depth, top_k), cfg)
+    probes = {"train": x_tr[:cfg.probe_examples], "test": x_te[:cfg.probe_examples]}
+    monitor = SparsityMonitor(probes, every_n_steps=cfg.probe_every_steps, max_batches=None)
+    history = fit_resumable(model, image_dataset(x_tr, y_tr, cfg.batch_size, shuffle=True,
+                                                 seed=cfg.seed),
+                            epochs=cfg.epochs, directory=run_dir.checkpoint_dir(name),
+                            callbacks=[monitor], verbose=0)
+    out = {"width": width, "depth": depth, "top_k": top_k, "noise": noise,
+           "random_labels": random_labels, "history": history,
+           "over_training": monitor.history,
+           "train_accuracy": _accuracy(model, x_tr, y_tr),
+           "accuracy": _accuracy(model, x_te, y_te)}
+    for split, probe in probes.items():
+        out[split] = list(nonzero_fraction(model, probe).values())
+    if evaluate:
+        out["metrics"] = dict(evaluate_classifier(_predict(model), x_te, y_te,
+                                                  cfg.severities, seed=cfg.seed))
+    if keep:
+        model.save(run_dir.checkpoint_dir(name) / "model.keras")
+    run_dir.log(f"{name}: test accuracy {out['accuracy']:.3f}, nonzero (test) "
+                + " ".join(f"{f:.3f}" for f in out["test"]))
+    return out
+
+
+def _train_lm(cfg: Config, run_dir: RunDir, text: tuple, name: str, width: int,
+              depth: int) -> dict:
+    keras.backend.clear_session()
+    set_seed(cfg.seed)
+    train_ids, test_ids, vocab = text
+    length = cfg.lm_sequence_length
+    windows = max(1, cfg.lm_train_windows // (cfg.batch_size // 2)) * (cfg.batch_size // 2)
+    x, y = _windows(train_ids, windows, length, cfg.seed)
+    xt, yt = _windows(test_ids, max(cfg.probe_examples, 64), length, cfg.seed + 1)
+    model = _compile(DecoderLM(vocab, length, num_layers=depth, hidden_dim=cfg.lm_hidden_dim,
+                               num_heads=cfg.num_heads, intermediate_dim=width,
+                               activation="relu"), cfg)
+    probes = {"train": x[:cfg.probe_examples], "test": xt[:cfg.probe_examples]}
+    monitor = SparsityMonitor(probes, every_n_steps=cfg.probe_every_steps, max_batches=None)
+    history = fit_resumable(model, x, y=y, epochs=cfg.lm_epochs,
+                            directory=run_dir.checkpoint_dir(name), callbacks=[monitor],
+                            batch_size=cfg.batch_size // 2, verbose=0)
+    loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        yt, model(xt, training=False)))
+    out = {"width": width, "depth": depth, "history": history, "test_loss": loss,
+           "over_training": monitor.history}
+    for split, probe in probes.items():
+        out[split] = list(nonzero_fraction(model, probe).values())
+    run_dir.log(f"{name}: test loss {loss:.3f}, nonzero (test) "
+                + " ".join(f"{f:.3f}" for f in out["test"]))
+    return out
+
+
+def _on_device(cfg: Config, run_dir: RunDir, data: tuple) -> dict:
+    """Dense, Top-k, pruned and both as TFLite; saves the Top-k (primary) and dense models."""
+    import tfkit.layers  # noqa: F401  (registers the layers for load_model)
+
+    x_tr, y_tr, x_te, y_te, _, class_names = data
+    k = max(1, cfg.topk_width // cfg.tflite_divisor)
+    load = lambda n: keras.models.load_model(run_dir.checkpoint_dir(n) / "model.keras")
+    dense, topk = load(f"vit_w{cfg.topk_width}_d{cfg.topk_depth}"), load(f"vit_topk{k}")
+    train = image_dataset(x_tr, y_tr, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    set_seed(cfg.seed)
+    models = {"dense": dense, "topk": topk,
+              "pruned": prune_and_finetune(dense, train, cfg.prune_epochs, cfg.prune_sparsity),
+              "both": prune_and_finetune(topk, train, cfg.prune_epochs, cfg.prune_sparsity)}
+    n = cfg.tflite_eval_examples
+    out = compare_on_device(models, x_te[:n], y_te[:n], sparse_weights=("pruned", "both"),
+                            latency_runs=cfg.latency_runs)
+    out.update(speedup_summary(out["variants"]))
+    out["max_abs_diff"] = max(v["max_abs_diff"] for v in out["variants"]
+                              if v["name"] == "topk" and "max_abs_diff" in v)
+    out["top_k"] = k
+    meta = {"kind": "image_classifier", "dataset": cfg.image_dataset,
+            "input_shape": list(x_te.shape[1:]), "class_names": list(class_names)}
+    for name, model, primary in (("topk", topk, True), ("dense", dense, False)):
+        acc = _accuracy(model, x_te, y_te)
+        run_dir.save_model(model, name, {**meta, "metrics": {"accuracy": acc}, "top_k":
+                                         k if name == "topk" else None, "primary": primary})
+    return out
+
+
+# --- the experiment --------------------------------------------------------------------------
+
+def run(cfg: Config, run_dir: RunDir) -> dict:
+    data = _images(cfg)
+    text = _text(cfg)
+    sparsity, over_training, runs = [], [], {}
+
+    def record(model_name: str, r: dict) -> None:
+        for split in ("train", "test"):
+            sparsity.append({"model": model_name, "width": r["width"], "depth": r["depth"],
+                             "split": split, "nonzero_fraction_per_layer": r[split]})
+        over_training.append({"model": model_name, "width": r["width"], "depth": r["depth"],
+                              "probes": r["over_training"]})
+
+    topk_cfg = (cfg.topk_width, cfg.topk_depth)
+    for depth in cfg.vit_depths:
+        for width in cfg.vit_widths:
+            is_dense_ref = (width, depth) == topk_cfg
+            r = run_dir.stage(f"vit_w{width}_d{depth}", lambda w=width, d=depth, ref=is_dense_ref:
+                              _train_vit(cfg, run_dir, data, f"vit_w{w}_d{d}", w, d,
+                                         evaluate=ref, keep=ref))
+            runs[f"vit_w{width}_d{depth}"] = r
+            record("vit", r)
+    for depth in cfg.lm_depths:
+        for width in cfg.lm_widths:
+            r = run_dir.stage(f"lm_w{width}_d{depth}", lambda w=width, d=depth:
+                              _train_lm(cfg, run_dir, text, f"lm_w{w}_d{d}", w, d))
+            record("lm", r)
+    if cfg.random_labels:
+        r = run_dir.stage("vit_random_labels", lambda: _train_vit(
+            cfg, run_dir, data, "vit_random_labels", *topk_cfg, random_labels=True))
+        record("vit-random-labels", r)
+
+    # Top-k against dense: clean (with ECE and corruptions) and under label noise
+    dense_name = f"vit_w{cfg.topk_width}_d{cfg.topk_depth}"
+    if dense_name not in runs:
+        runs[dense_name] = run_dir.stage(dense_name, lambda: _train_vit(
+            cfg, run_dir, data, dense_name, *topk_cfg, evaluate=True, keep=True))
+    rows = {None: runs[dense_name]}
+    noisy: dict = {None: {}}
+    for divisor in cfg.topk_divisors:
+        k = max(1, cfg.topk_width // divisor)
+        name = f"vit_topk{k}"
+        rows[k] = run_dir.stage(name, lambda k=k, n=name: _train_vit(
+            cfg, run_dir, data, n, *topk_cfg, top_k=k, evaluate=True,
+            keep=(cfg.topk_width // cfg.tflite_divisor == k)))
+        noisy[k] = {}
+    for rate in cfg.label_noise:
+        for k in rows:
+            name = f"vit_{'dense' if k is None else f'topk{k}'}_noise{rate:g}"
+            r = run_dir.stage(name, lambda k=k, n=name, rate=rate: _train_vit(
+                cfg, run_dir, data, n, *topk_cfg, top_k=k, noise=rate))
+            noisy[k][f"{rate:g}"] = r["accuracy"]
+
+    def summary(k: int | None) -> dict:
+        m = rows[k]["metrics"]
+        corr = {key: v for key, v in m.items() if "/" in key}
+        return {"k": k, "accuracy": m["accuracy"], "ece": m["ece"],
+                "noisy_label_accuracy": noisy[k], "corruption_accuracy": corr,
+                "mean_corruption_accuracy": float(np.mean(list(corr.values()))),
+                "nonzero_fraction_test": rows[k]["test"]}
+
+    dense = {key: v for key, v in summary(None).items() if key != "k"}
+    topk = [summary(k) for k in rows if k is not None]
+    tflite = run_dir.stage("tflite", lambda: _on_device(cfg, run_dir, data))
+    results = {"sparsity": sparsity, "sparsity_over_training": over_training, "topk": topk,
+               "dense": dense, "tflite": tflite}
+    write_report(cfg, run_dir, results)
+    return results
+
+
+def headline(results: dict) -> Headline:
+    vit = [r["nonzero_fraction_per_layer"] for r in results["sparsity"]
+           if r["model"] == "vit" and r["split"] == "test"]
+    later = [f for layers in vit for f in (layers[1:] or layers)]
+    return Headline("ViT MLP nonzero fraction (test, layers ≥ 2)", f"{np.mean(later):.1%}",
+                    "6.3% (ViT-B/16)")
+
+
+EXPERIMENT = Experiment(
+    name="lazy-neuron",
+    summary="Lazy Neuron (ICLR'23): activation sparsity, Top-k MLPs, sparse TFLite",
+    config_cls=Config,
+    run=run,
+    headline=headline,
+    quick={"train_examples": 4000, "test_examples": 1000, "patch_size": 8, "hidden_dim": 64,
+           "vit_widths": (128, 256, 512), "vit_depths": (1, 2), "epochs": 3,
+           "lm_hidden_dim": 64, "lm_widths": (128, 256, 512), "lm_depths": (1, 2),
+           "lm_sequence_length": 64, "lm_train_windows": 4000, "lm_epochs": 2,
+           "topk_width": 512, "topk_depth": 2, "probe_examples": 256, "probe_every_steps": 25,
+           "prune_epochs": 1, "latency_runs": 100, "tflite_eval_examples": 300},
+    demo={"image_dataset": "digits", "train_examples": 2000, "test_examples": 500,
+          "patch_size": 2, "hidden_dim": 32, "num_heads": 2, "vit_widths": (32, 128),
+          "vit_depths": (1,), "epochs": 3, "batch_size": 64, "text_dataset": "embedded-text",
+          "lm_hidden_dim": 32, "lm_widths": (32, 128), "lm_depths": (1,),
+          "lm_sequence_length": 32, "lm_train_windows": 256, "lm_epochs": 1,
+          "topk_width": 128, "topk_depth": 1, "topk_divisors": (16,), "label_noise": (0.4,),
+          "random_labels": False,
+          "severities": (1, 5), "probe_examples": 128, "probe_every_steps": 10,
+          "prune_epochs": 1, "latency_runs": 20, "tflite_eval_examples": 100},
+)

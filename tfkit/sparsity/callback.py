@@ -1,0 +1,78 @@
+"""A Keras callback that tracks MLP activation sparsity over training steps."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tfkit.backend import keras, tf
+from tfkit.sparsity.measure import nonzero_fraction
+
+__all__ = ["SparsityMonitor"]
+
+
+class SparsityMonitor(keras.callbacks.Callback):
+    """Measures the nonzero fraction per MLP layer every `every_n_steps` training steps.
+
+    Each measurement appends `{"step": s, "split": name, "nonzero_fraction_per_layer": [...]}`
+    to `self.history` and, with `log_dir`, writes TensorBoard scalars
+    `sparsity/<split>/<layer>` and `sparsity/<split>/mean`.
+
+    Args:
+        data: {split name: inputs} to probe, e.g. {"train": x_train[:256], "test": x_test[:256]}
+            (arrays, (x, y) tuples or tf.data datasets; keep them small: one probe per call).
+        every_n_steps: probe interval in optimizer steps (also probes at step 0 and at the end).
+        log_dir: TensorBoard log folder (None = no summaries).
+        pad_id: token id to exclude (see `nonzero_fraction`).
+        max_batches: batches of each split per probe.
+
+    Example:
+        >>> monitor = SparsityMonitor({"train": x[:256]}, every_n_steps=50)  # doctest: +SKIP
+        >>> model.fit(x, y, callbacks=[monitor]); monitor.history[-1]["nonzero_fraction_per_layer"]
+    """
+
+    def __init__(self, data: dict[str, Any], every_n_steps: int = 100,
+                 log_dir: str | os.PathLike | None = None, pad_id: int | None = None,
+                 max_batches: int | None = 2):
+        super().__init__()
+        self.data = data
+        self.every_n_steps = int(every_n_steps)
+        self.log_dir = None if log_dir is None else str(log_dir)
+        self.pad_id = pad_id
+        self.max_batches = max_batches
+        self.history: list[dict] = []
+        self._step = 0
+        self._last = -1
+        self._writer = None
+
+    def _probe(self) -> None:
+        if self._step == self._last:
+            return
+        self._last = self._step
+        if self.log_dir is not None and self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        for split, inputs in self.data.items():
+            fractions = nonzero_fraction(self.model, inputs, pad_id=self.pad_id,
+                                         max_batches=self.max_batches)
+            values = list(fractions.values())
+            self.history.append({"step": self._step, "split": split, "layers": list(fractions),
+                                 "nonzero_fraction_per_layer": values})
+            if self._writer is not None:
+                with self._writer.as_default(step=self._step):
+                    for name, value in fractions.items():
+                        tf.summary.scalar(f"sparsity/{split}/{name}", value)
+                    tf.summary.scalar(f"sparsity/{split}/mean", sum(values) / len(values))
+        if self._writer is not None:
+            self._writer.flush()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._step = int(self.model.optimizer.iterations.numpy())
+        self._probe()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._step += 1
+        if self._step % self.every_n_steps == 0:
+            self._probe()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._probe()

@@ -1,0 +1,125 @@
+"""Activation sparsity: the fraction of nonzero MLP activations per layer ("Lazy Neuron").
+
+For every `tfkit.layers.FeedForward` in a model (top-level, inside a `TransformerBlock`, or
+inside a keras-nlp block made Top-k by `tfkit.sparsity.TopKTransformerEncoder`), the hidden
+activation `act(Kᵀx)` of each token is probed and its nonzero entries counted. Padding tokens
+(id `pad_id` of a token-id input) are excluded, as in the paper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from tfkit.backend import keras, tf
+from tfkit.layers import FeedForward
+
+__all__ = ["feed_forward_layers", "nonzero_fraction", "as_batches"]
+
+
+def feed_forward_layers(model: keras.Model) -> list[tuple[str, FeedForward]]:
+    """Every `FeedForward` reachable from `model`, in layer order, named after its owner.
+
+    A FeedForward that is itself a layer of `model` keeps its name; one nested inside a block
+    (e.g. `block_3`) is named after that block.
+    """
+    found: list[tuple[str, FeedForward]] = []
+    seen: set[int] = set()
+    for layer in model.layers:
+        nested = [layer] if isinstance(layer, FeedForward) else [
+            m for m in layer.submodules if isinstance(m, FeedForward)]
+        for ff in nested:
+            if id(ff) in seen:
+                continue
+            seen.add(id(ff))
+            found.append((layer.name if len(nested) == 1 else f"{layer.name}/{ff.name}", ff))
+    return found
+
+
+@contextlib.contextmanager
+def _count_nonzeros(layers: list[tuple[str, FeedForward]], counts: dict[str, list]
+                    ) -> Iterator[None]:
+    """While active, each eager FeedForward call appends its per-token nonzero counts.
+
+    The probe re-computes `ff.intermediate(x)` on the FeedForward's input (the same activation
+    the layer uses) and leaves the layer's output untouched; the original `call` is restored on
+    exit.
+    """
+    originals = {}
+    for name, ff in layers:
+        original = ff.call
+
+        def probe(x, *args, _name=name, _ff=ff, _original=original, **kwargs):
+            h = _ff.intermediate(x)
+            counts[_name].append(tf.math.count_nonzero(h, axis=-1, dtype=tf.float32).numpy())
+            return _original(x, *args, **kwargs)
+
+        originals[name] = (ff, original)
+        object.__setattr__(ff, "call", probe)  # instance-level; bypasses Keras tracking
+    try:
+        yield
+    finally:
+        for ff, _ in originals.values():
+            object.__delattr__(ff, "call")
+
+
+def as_batches(data: Any, batch_size: int = 128) -> Iterable[Any]:
+    """Inputs only, batched: accepts arrays, `(x, y)` tuples of arrays, or a `tf.data` dataset."""
+    if isinstance(data, tf.data.Dataset):
+        for item in data:
+            yield item[0] if isinstance(item, (tuple, list)) else item
+        return
+    if isinstance(data, (tuple, list)):
+        data = data[0]
+    for i in range(0, len(data), batch_size):
+        yield data[i:i + batch_size]
+
+
+def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
+                     max_batches: int | None = None, batch_size: int = 128) -> dict[str, float]:
+    """Mean fraction of nonzero MLP activations per token, for each FeedForward in `model`.
+
+    Args:
+        model: a Keras model containing `FeedForward` layers (tfkit ViT, DecoderLM, ...).
+        data: inputs as an array, an `(x, y)` tuple, or a `tf.data` dataset of x or (x, y).
+        pad_id: token id to exclude (defaults to `model.pad_id` for models with token-id input,
+            e.g. `DecoderLM`); `None` counts every position.
+        max_batches: stop after this many batches (None = all of `data`).
+        batch_size: batch size used when `data` is an array.
+
+    Returns:
+        {layer name: nonzero fraction in [0, 1]}, in layer order.
+
+    Example:
+        >>> from tfkit.models import ViT
+        >>> vit = ViT(image_size=8, patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+        ...           intermediate_dim=32, channels=1, activation="relu", top_k=4)
+        >>> fractions = nonzero_fraction(vit, np.random.rand(4, 8, 8, 1).astype("float32"))
+        >>> all(f <= 4 / 32 for f in fractions.values())
+        True
+    """
+    layers = feed_forward_layers(model)
+    if not layers:
+        raise ValueError(f"model {model.name!r} has no FeedForward layers to measure")
+    if pad_id is None and model.inputs and model.inputs[0].dtype.is_integer:
+        pad_id = getattr(model, "pad_id", None)
+    counts: dict[str, list] = {name: [] for name, _ in layers}
+    nonzeros = {name: 0.0 for name, _ in layers}
+    tokens = {name: 0.0 for name, _ in layers}
+    with _count_nonzeros(layers, counts):
+        for i, x in enumerate(as_batches(data, batch_size)):
+            if max_batches is not None and i >= max_batches:
+                break
+            model(x, training=False)
+            mask = None if pad_id is None else np.asarray(x) != pad_id
+            for name, _ in layers:
+                per_token = counts[name].pop()
+                if mask is not None and per_token.shape == mask.shape:
+                    per_token = per_token[mask]
+                nonzeros[name] += float(per_token.sum())
+                tokens[name] += float(per_token.size)
+    return {name: nonzeros[name] / max(tokens[name], 1.0) / ff.intermediate_dim
+            for name, ff in layers}

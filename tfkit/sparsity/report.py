@@ -1,0 +1,129 @@
+"""Plots and report.md of the `lazy-neuron` experiment (our numbers beside the paper's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfkit.runs import RunDir, markdown_table
+
+__all__ = ["plot_per_layer", "plot_over_training", "write_report"]
+
+
+def plot_per_layer(rows: list[dict], title: str) -> Any:
+    """Nonzero fraction per layer, one line per (model, width, depth); test solid, train dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    colors = {}
+    for r in rows:
+        key = (r["model"], r["width"], r["depth"])
+        color = colors.setdefault(key, f"C{len(colors) % 10}")
+        layers = np.arange(1, len(r["nonzero_fraction_per_layer"]) + 1)
+        label = f"{r['model']} d_ff={r['width']} L={r['depth']}" if r["split"] == "test" else None
+        ax.plot(layers, 100 * np.asarray(r["nonzero_fraction_per_layer"]), marker="o",
+                color=color, linestyle="-" if r["split"] == "test" else "--", label=label)
+    ax.set_xlabel("MLP layer")
+    ax.set_ylabel("nonzero activations (%)")
+    ax.set_title(f"{title} (solid: test, dashed: train)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_over_training(runs: list[dict], title: str) -> Any:
+    """Mean (over layers) nonzero fraction on the test probe against training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in runs:
+        probes = [p for p in r["probes"] if p["split"] == "test"]
+        if not probes:
+            continue
+        ax.plot([p["step"] for p in probes],
+                [100 * np.mean(p["nonzero_fraction_per_layer"]) for p in probes],
+                label=f"{r['model']} d_ff={r['width']} L={r['depth']}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("nonzero activations (%), mean of layers")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _sparsity_table(rows: list[dict]) -> str:
+    table = []
+    for r in rows:
+        f = r["nonzero_fraction_per_layer"]
+        table.append([r["model"], r["width"], r["depth"], r["split"], 100 * float(np.mean(f)),
+                      100 * f[0], 100 * float(max(f[1:])) if len(f) > 1 else None,
+                      " ".join(f"{100 * v:.1f}" for v in f)])
+    return markdown_table(table, ["model", "d_ff", "depth", "split", "mean %", "layer 1 %",
+                                  "max of layers ≥2 %", "per layer %"], digits=1)
+
+
+def write_report(cfg: Any, run_dir: RunDir, results: dict) -> None:
+    """Writes the plots and report.md for `results` (see `tfkit.experiments.lazy_neuron`)."""
+    sparsity = results["sparsity"]
+    figs = []
+    for model, title in (("vit", f"ReLU ViT on {cfg.image_dataset}"),
+                         ("lm", f"ReLU decoder LM on {cfg.text_dataset}"),
+                         ("vit-random-labels", "ReLU ViT, random labels")):
+        rows = [r for r in sparsity if r["model"] == model]
+        if rows:
+            figs.append(run_dir.save_figure(plot_per_layer(rows, title),
+                                            f"sparsity_{model}.png"))
+    figs.append(run_dir.save_figure(
+        plot_over_training(results["sparsity_over_training"], "Sparsity over training"),
+        "sparsity_over_training.png"))
+    d, t = results["dense"], results["tflite"]
+    rates = list(d["noisy_label_accuracy"])
+    topk_rows = [["dense", d["accuracy"], d["ece"], *d["noisy_label_accuracy"].values(),
+                  d["mean_corruption_accuracy"], 100 * float(np.mean(d["nonzero_fraction_test"]))]]
+    for r in results["topk"]:
+        topk_rows.append([f"k={r['k']}", r["accuracy"], r["ece"],
+                          *[r["noisy_label_accuracy"][x] for x in rates],
+                          r["mean_corruption_accuracy"],
+                          100 * float(np.mean(r["nonzero_fraction_test"]))])
+    variant_rows = [[v["name"], v["quantization"], v["size_bytes"] / 1024, v["accuracy"],
+                     v.get("max_abs_diff"), v["xnnpack_on"]["median_ms"],
+                     v["xnnpack_on"]["p90_ms"], v["xnnpack_off"]["median_ms"],
+                     v["xnnpack_off"]["p90_ms"]] for v in t["variants"]]
+    text = f"""# Lazy Neuron: activation sparsity, Top-k MLPs, sparse TFLite
+
+Paper: Li et al., "The Lazy Neuron Phenomenon" (ICLR 2023). Paper numbers: 3.0 % nonzero
+(T5-Base), 6.3 % (ViT-B/16), every layer but the first ≤ ~10 %, sparser when wider, also with
+random labels; Top-k at small k matches dense accuracy with better calibration and robustness.
+Our models are tiny (hidden {cfg.hidden_dim}, {cfg.epochs} epochs on {cfg.train_examples}
+images; LM hidden {cfg.lm_hidden_dim}) and trained on a 2-core CPU.
+
+## 1. Emergence of sparsity (nonzero % of the ReLU MLP activation per token)
+
+{_sparsity_table(sparsity)}
+{"".join(f"![{f}]({f})" + chr(10) for f in figs)}
+## 2. Top-k (d_ff = {cfg.topk_width}, depth {cfg.topk_depth}) vs dense
+
+{markdown_table(topk_rows, ["model", "accuracy", "ECE (15 bins)",
+                            *[f"acc. @ {x} label noise" for x in rates],
+                            "mean corrupted acc.", "nonzero % (test)"])}
+Corruptions: Gaussian noise and blur at CIFAR-10-C severities {list(cfg.severities)}.
+
+## 3. On-device (TFLite, batch 1, 1 thread; latency in ms, median / p90)
+
+{markdown_table(variant_rows, ["model", "weights", "size KiB", "accuracy",
+                               "max |Keras-TFLite|", "XNNPACK on", "p90", "XNNPACK off", "p90"])}
+Best dense: {t["dense_variant"]} {t["dense_ms"]:.3f} ms (acc. {t["dense_accuracy"]:.3f});
+best sparse at equal accuracy (±1 pt: {t["equal_accuracy"]}): {t["sparse_variant"]}
+{t["sparse_ms"]:.3f} ms (acc. {t["sparse_accuracy"]:.3f}); speedup {t["speedup"]:.2f}x
+(target ≥ 1.5x). Top-k (k = {t["top_k"]}) float32 parity: max |Keras - TFLite| =
+{t["max_abs_diff"]:.2e} (target ≤ 1e-4). Latencies were taken on a shared, contended CPU,
+interleaved round-robin so contention hits every variant alike.
+"""
+    run_dir.write_text("report.md", text)

@@ -1,0 +1,184 @@
+"""TFLite for sparse MLPs: conversion variants, a gather-based Top-k graph, on-device timing.
+
+Variants (`to_tflite`): float32, dynamic-range int8 (`int8=True`), and sparse weight storage
+(`sparse_weights=True`, `tf.lite.Optimize.EXPERIMENTAL_SPARSITY`) for pruned models, whose
+block-sparse FULLY_CONNECTED weights run on TFLite's sparse kernels.
+
+`gathered_top_k(model)` returns an inference copy in which every Top-k MLP computes its second
+matmul from only the k active rows of V (top_k + gather + a k-wide matmul per token), so the
+TFLite graph does `2·d·k` instead of `2·d·d_ff` FLOPs there. Interpreters are created the way a
+device does it: the `tflite_runtime` package (falling back to `tf.lite.Interpreter`), 1 thread,
+batch 1, XNNPACK on or off.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from tfkit.backend import keras, tf
+from tfkit.layers import FeedForward
+
+__all__ = ["GatheredFeedForward", "gathered_top_k", "to_tflite", "make_interpreter",
+           "predict_tflite", "max_abs_diff", "latency_ms", "compare_latency"]
+
+
+@keras.utils.register_keras_serializable(package="tfkit")
+class GatheredFeedForward(FeedForward):
+    """Inference form of a Top-k `FeedForward`: `V` is read only at the k active rows.
+
+    `out = Σ_j h_j · V[idx_j] + b` over the k (value, index) pairs of `top_k(act(Kᵀx))`:
+    mathematically the same as `FeedForward` with `top_k` (no dropout at inference).
+
+    Args:
+        See `tfkit.layers.FeedForward`; `top_k` is required.
+
+    Example:
+        >>> ff = GatheredFeedForward(intermediate_dim=32, top_k=4)
+        >>> ff(tf.zeros([2, 5, 8])).shape
+        TensorShape([2, 5, 8])
+    """
+
+    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        if self.top_k is None or self.top_k >= self.intermediate_dim:
+            return super().call(x, training=training)
+        h = self.activation_fn(self.intermediate_dense(x))
+        values, indices = tf.math.top_k(h, k=self.top_k, sorted=False)    # [..., k]
+        rows = tf.gather(self.output_dense.kernel, indices)              # [..., k, d]
+        out = tf.matmul(values[..., None, :], rows)[..., 0, :]           # [..., d]
+        return out + self.output_dense.bias
+
+
+def _copy_model(model: keras.Model) -> keras.Model:
+    """A fresh, weight-equal copy of a functional model (tfkit models rebuild from config)."""
+    try:
+        copy = model.__class__.from_config(model.get_config())
+    except (TypeError, ValueError, NotImplementedError):
+        copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def gathered_top_k(model: keras.Model) -> keras.Model:
+    """A copy of `model` whose Top-k FeedForwards use `GatheredFeedForward` (same outputs)."""
+    from tfkit.sparsity.measure import feed_forward_layers
+
+    copy = _copy_model(model)
+    for owner_name, ff in feed_forward_layers(copy):
+        if ff.top_k is None:
+            continue
+        owner = copy.get_layer(owner_name.split("/")[0])
+        if owner is ff:
+            raise ValueError(f"gathered_top_k swaps FeedForwards nested in blocks; "
+                             f"{owner_name!r} is a top-level layer of the model")
+        fast = GatheredFeedForward.from_config(ff.get_config())
+        fast.build(tf.TensorShape([None, None, ff.intermediate_dense.kernel.shape[0]]))
+        fast.set_weights(ff.get_weights())
+        for attr, value in list(vars(owner).items()):
+            if value is ff:
+                setattr(owner, attr, fast)
+    return copy
+
+
+def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = False) -> bytes:
+    """Converts `model` to a TFLite flatbuffer.
+
+    Args:
+        model: a Keras model (fixed input shape except the batch).
+        int8: dynamic-range int8 weights (`Optimize.DEFAULT`, no representative data).
+        sparse_weights: store sparse (pruned) weights in TFLite's sparse format so sparse
+            FULLY_CONNECTED kernels run them (`Optimize.EXPERIMENTAL_SPARSITY`).
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    optimizations = []
+    if int8:
+        optimizations.append(tf.lite.Optimize.DEFAULT)
+    if sparse_weights:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
+    return converter.convert()
+
+
+def make_interpreter(flatbuffer: bytes, xnnpack: bool = True, threads: int = 1) -> Any:
+    """A TFLite interpreter from `tflite_runtime` (else `tf.lite`), XNNPACK on or off."""
+    try:
+        from tflite_runtime.interpreter import Interpreter, OpResolverType
+    except ImportError:  # pragma: no cover - tflite-runtime is a dependency
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    resolver = (OpResolverType.AUTO if xnnpack
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return Interpreter(model_content=flatbuffer, num_threads=threads,
+                       experimental_op_resolver_type=resolver)
+
+
+def _batch_one(interpreter: Any, example: np.ndarray) -> tuple[dict, dict]:
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], (1, *example.shape[1:]))
+    interpreter.allocate_tensors()
+    return inp, out
+
+
+def predict_tflite(flatbuffer: bytes, x: np.ndarray, xnnpack: bool = True) -> np.ndarray:
+    """Runs the flatbuffer row by row at batch 1 (as on a device); returns stacked outputs."""
+    interpreter = make_interpreter(flatbuffer, xnnpack=xnnpack)
+    inp, out = _batch_one(interpreter, x)
+    outputs = []
+    for i in range(len(x)):
+        interpreter.set_tensor(inp["index"], x[i:i + 1].astype(inp["dtype"]))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(outputs)
+
+
+def max_abs_diff(model: keras.Model, flatbuffer: bytes, x: np.ndarray) -> float:
+    """Largest |Keras - TFLite| output difference over the rows of `x` (batch 1 in TFLite)."""
+    expected = np.asarray(model(x, training=False))
+    return float(np.max(np.abs(predict_tflite(flatbuffer, x) - expected)))
+
+
+def latency_ms(flatbuffer: bytes, example: np.ndarray, xnnpack: bool = True, runs: int = 100,
+               warmup: int = 10) -> dict[str, float]:
+    """Median and p90 wall time of one batch-1 `invoke()` on 1 thread, in milliseconds."""
+    interpreter = make_interpreter(flatbuffer, xnnpack=xnnpack)
+    inp, _ = _batch_one(interpreter, example)
+    interpreter.set_tensor(inp["index"], example[:1].astype(inp["dtype"]))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))}
+
+
+def compare_latency(flatbuffers: dict[str, bytes], example: np.ndarray, runs: int = 100,
+                    xnnpack_modes: tuple[bool, ...] = (True, False), rounds: int = 5,
+                    warmup: int = 10) -> dict[str, dict[str, float]]:
+    """Batch-1, 1-thread latency of several models, interleaved so CPU contention hits all alike.
+
+    Returns {"<name>/xnnpack_on|off": {"median_ms", "p90_ms"}}; `runs` invokes per entry, spread
+    over `rounds` round-robin passes.
+    """
+    interpreters = {}
+    for name, flat in flatbuffers.items():
+        for xnnpack in xnnpack_modes:
+            interpreter = make_interpreter(flat, xnnpack=xnnpack)
+            inp, _ = _batch_one(interpreter, example)
+            interpreter.set_tensor(inp["index"], example[:1].astype(inp["dtype"]))
+            for _ in range(warmup):
+                interpreter.invoke()
+            interpreters[f"{name}/xnnpack_{'on' if xnnpack else 'off'}"] = interpreter
+    times: dict[str, list[float]] = {key: [] for key in interpreters}
+    per_round = max(1, runs // rounds)
+    for _ in range(rounds):
+        for key, interpreter in interpreters.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                interpreter.invoke()
+                times[key].append((time.perf_counter() - t0) * 1e3)
+    return {key: {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90))}
+            for key, t in times.items()}
