@@ -1,0 +1,98 @@
+"""KV-cache sampling, scoring, fine-tuning on output tokens, and the LanguageModel adapters."""
+
+import numpy as np
+import pytest
+
+from tfkit.agents import KerasLM, KVCacheSampler, WordTokenizer
+from tfkit.agents.lm import CallableLM, LanguageModel
+from tfkit.agents.rest import ModelSpec, encode_examples, finetune
+from tfkit.backend import tf
+from tfkit.models import DecoderLM
+
+WORDS = "hello world foo bar baz Search ( ) = \" query thoughts Terminate"
+
+
+@pytest.fixture
+def tiny():
+    tok = WordTokenizer.fit([WORDS])
+    model = DecoderLM(tok.vocabulary_size, 48, 2, 16, 2, 32)
+    return tok, model
+
+
+def test_tokenizer_round_trip_and_unknown_words():
+    tok = WordTokenizer.fit(['Search(query="capital of Brev")'])
+    assert tok.decode(tok.encode('Search(query="capital of Brev")')) == \
+        'Search ( query = " capital of Brev " )'
+    assert tok.decode(tok.encode("Zq")) == "Z q"  # unknown word -> characters
+    assert WordTokenizer.from_json(tok.to_json()).vocabulary == tok.vocabulary
+
+
+def test_greedy_kv_cache_decoding_matches_full_forward_passes_with_left_padding(tiny):
+    tok, model = tiny
+    sampler = KVCacheSampler(model, eos_id=-1)
+    prompt = tok.encode("hello world foo bar")
+    padded = np.array([[0, 0, 0] + prompt, [0] * 3 + prompt], np.int32)
+    tokens, logprob, count = sampler(padded, 6, 0.0)
+    seq, expected_lp = list(prompt), 0.0
+    for _ in range(6):
+        logits = model(np.array([seq]))[0, -1].numpy().astype(np.float64)
+        nxt = int(logits.argmax())
+        expected_lp += logits[nxt] - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+        seq.append(nxt)
+    assert tokens.numpy()[0].tolist() == seq[len(prompt):] == tokens.numpy()[1].tolist()
+    np.testing.assert_allclose(logprob.numpy()[0], expected_lp, rtol=1e-4)
+    assert count.numpy().tolist() == [6, 6]
+
+
+def test_sampling_stops_at_eos_and_is_seeded(tiny):
+    tok, model = tiny
+    lm = KerasLM(model, tok)
+    a = lm.generate(["hello world", "foo"], num_samples=3, temperature=1.0, max_new_tokens=5,
+                    seed=3)
+    b = lm.generate(["hello world", "foo"], num_samples=3, temperature=1.0, max_new_tokens=5,
+                    seed=3)
+    assert [[s.text for s in row] for row in a] == [[s.text for s in row] for row in b]
+    assert len(a) == 2 and all(len(row) == 3 for row in a)
+    assert isinstance(lm, LanguageModel)
+    ids = np.array([tok.encode("hello world")], np.int32)
+    eos = int(tf.argmax(model(ids)[0, -1]))  # make the greedy next token the end token
+    tokens, _, count = KVCacheSampler(model, eos_id=eos)(ids, 5, 0.0)
+    assert int(count[0]) == 1 and tokens.numpy()[0, 1:].tolist() == [0] * 4
+
+
+def test_score_matches_sampled_logprob(tiny):
+    tok, model = tiny
+    lm = KerasLM(model, tok)
+    ids = np.array([tok.encode("hello world")], np.int32)
+    tokens, logprob, _ = KVCacheSampler(model, eos_id=-1)(ids, 4, 0.0)
+    cont = tok.decode(tokens.numpy()[0])
+    eos_lp = np.log(tf.nn.softmax(model(np.array([ids[0].tolist() + tokens.numpy()[0].tolist()])
+                                        )[0, -1]).numpy()[tok.eos_id])
+    assert lm.score(["hello world"], [cont])[0] == pytest.approx(
+        float(logprob[0]) + eos_lp, rel=1e-4)
+
+
+def test_loss_is_on_output_tokens_only_and_finetuning_learns(tmp_path):
+    examples = [{"prompt": f"decide ( {w} ) > > >", "output": f'Search ( query = " {w} " )'}
+                for w in ["hello", "world", "foo", "bar", "baz"]] * 8
+    tok = WordTokenizer.fit([e["prompt"] + " " + e["output"] for e in examples])
+    x, y, w = encode_examples(examples[:1], tok, 32)
+    n_out = len(tok.encode(examples[0]["output"])) + 1
+    assert w.sum() == n_out and y[0][w[0] > 0][-1] == tok.eos_id
+    model, history = finetune(examples, tok, ModelSpec(1, 32, 2, 64), sequence_length=32,
+                              epochs=25, directory=tmp_path / "ckpt", batch_size=8,
+                              learning_rate=1e-2)
+    assert history["loss"][-1] < 0.2 * history["loss"][0]
+    out = KerasLM(model, tok).generate(["decide ( foo ) > > >"], temperature=0.0,
+                                       max_new_tokens=12)
+    assert out[0][0].text == 'Search ( query = " foo " )'
+    # resuming a finished run trains nothing more
+    _, again = finetune(examples, tok, ModelSpec(1, 32, 2, 64), sequence_length=32, epochs=25,
+                        directory=tmp_path / "ckpt", batch_size=8)
+    assert again == {}
+
+
+def test_callable_lm_truncates_at_stop_and_scores():
+    lm = CallableLM(lambda p, t, n, s: ("Pass()\nmore", -1.5), score_fn=lambda p, c: -2.0)
+    [[s]] = lm.generate(["x"], stop=("\n",))
+    assert s.text == "Pass()" and s.logprob == -1.5 and lm.score(["x"], ["y"]) == [-2.0]

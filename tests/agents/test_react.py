@@ -1,0 +1,147 @@
+"""The agent's pieces without TensorFlow models: parsing, search, the state machine, feedback."""
+
+import dataclasses
+
+import pytest
+
+from tfkit.agents import (
+    AgentConfig,
+    BM25Search,
+    CachedSearch,
+    CallableLM,
+    Document,
+    FunctionSearch,
+    OfflineJudge,
+    OfflineRater,
+    ReActAgent,
+)
+from tfkit.agents.autoeval import evaluate_answers
+from tfkit.agents.ranker import parse_ranking, ranking_prompt, unresolved_words
+from tfkit.agents.react import ParseError, citations, parse_action
+from tfkit.agents.rest import improve
+from tfkit.agents.world import (
+    ScriptedTeacher,
+    build_knowledge_base,
+    load_csv_questions,
+    make_questions,
+    parse_fact,
+    render_documents,
+    split_entities,
+)
+
+
+@pytest.fixture(scope="module")
+def world():
+    kb = build_knowledge_base(0, people=40, cities=16, countries=6, companies=12)
+    search = BM25Search(render_documents(kb, 0))
+    train, held = split_entities(kb, 0)
+    qs = make_questions(kb, train, 24, (2, 3), 1, "train", search)
+    test = make_questions(kb, held, 12, (2, 3, 4), 2, "test", search)
+    return kb, search, [dataclasses.asdict(q) for q in qs], [dataclasses.asdict(q) for q in test]
+
+
+def test_parse_action_accepts_calls_and_rejects_the_rest():
+    a = parse_action('Search ( thoughts = " x " , query = " capital of Brev " )', "decision")
+    assert a.name == "Search" and a.args["query"] == "capital of Brev"
+    assert parse_action("Summary(links=[1, 2], text=\"t [link_id=1]\")", "summarize").args[
+        "links"] == [1, 2]
+    for bad, step in [("Search(query='x')", "decision"),  # missing thoughts
+                      ("Answer(text='x')", "decision"),  # wrong step
+                      ("__import__('os').system('ls')", "decision"),  # not a plain call
+                      ("Summary(links=['a'], text='t')", "summarize"),
+                      ("Search(thoughts=1+1, query='q')", "decision"),
+                      ("Search(thoughts='a', query='q'", "decision")]:
+        with pytest.raises(ParseError):
+            parse_action(bad, step)
+    assert citations("x [ link_id = 3 ] y [link_id=12]") == [3, 12]
+
+
+def test_bm25_ranks_matching_fact_first_and_cache_serves_repeats():
+    docs = [Document("a", "the capital of Brev is Ume Vale ."),
+            Document("b", "the mayor of Ume Vale is Belo Tram ."),
+            Document("c", "Belo Tram once visited Brev .")]
+    search = CachedSearch(BM25Search(docs))
+    assert search("capital of Brev", 1)[0].source == "a"
+    assert search.lookup("Capital of  Brev", 1)[1] is True and search.hits == 1
+    assert FunctionSearch(lambda q: ["one", ("s", "two")])("q")[1].source == "s"
+
+
+def test_dev_test_questions_use_held_out_entities_and_need_two_searches(world):
+    kb, search, train, test = world
+    starts = {q["question"].rsplit(" of ", 1)[1][:-2] for q in test}
+    train_starts = {q["question"].rsplit(" of ", 1)[1][:-2] for q in train}
+    assert not starts & train_starts
+    for q in test:  # the outermost fact (its noun and the answer) is never in one search
+        noun = q["question"].split()[3]
+        hits = search(q["question"], 3)
+        assert not any(parse_fact(h.text) and parse_fact(h.text)[0] == noun
+                       and parse_fact(h.text)[2] == q["answers"][0] for h in hits)
+    assert {q["hops"] for q in test} <= {2, 3, 4} and min(q["hops"] for q in test) == 2
+
+
+def test_clean_teacher_solves_the_world_and_noise_hurts(world):
+    kb, search, train, _ = world
+    clean = ReActAgent(ScriptedTeacher(0.0), search, AgentConfig(num_samples=2)).run(train)
+    noisy = ReActAgent(ScriptedTeacher(0.5), search, AgentConfig(num_samples=2)).run(train)
+    clean_m, noisy_m = dict(evaluate_answers(clean)), dict(evaluate_answers(noisy))
+    assert clean_m["accuracy"] == 100.0 and clean_m["citation_validity"] == 1.0
+    assert noisy_m["accuracy"] < 90.0
+    t = clean[0]
+    kinds = [s["step"] for s in t["steps"]]
+    assert kinds[:3] == ["decision", "summarize", "decision"]
+    assert kinds[-3:] == ["answer", "relevance", "grounding"]
+    assert t["searches"] == t["hops"]
+
+
+def test_rater_targets_beat_perplexity_targets(world):
+    kb, search, train, _ = world
+    trajs = ReActAgent(ScriptedTeacher(0.4, seed=1), search, AgentConfig()).run(train)
+    ranked = improve([dict(t) for t in trajs], OfflineRater(), "ranker")
+    plain = improve([dict(t) for t in trajs], OfflineRater(), "perplexity")
+    teacher = ScriptedTeacher(0.0)
+
+    def agreement(examples):  # how often the target equals the clean teacher's output
+        hits = [teacher.generate([e["prompt"]])[0][0].text == e["output"] for e in examples]
+        return sum(hits) / len(hits)
+
+    assert agreement(ranked) > agreement(plain) + 0.05  # 0.93 vs 0.86 at these seeds
+
+
+def test_budget_exhaustion_forces_an_answer_and_parse_failures_are_recorded():
+    search = BM25Search([Document("a", "the capital of Brev is Ume Vale .")])
+    always_search = CallableLM(lambda p, t, n, s: (
+        'Search(thoughts="t", query="capital of Brev")' if p.startswith("decide") else
+        'Summary(links=[1], text="the capital of Brev is Ume Vale [link_id=1]")'
+        if p.startswith("summarize") else "not a call"))
+    [t] = ReActAgent(always_search, search, AgentConfig(num_samples=2, max_searches=3)).run(
+        [{"question": "what is the capital of Brev ?", "answers": ["Ume Vale"]}])
+    assert t["budget_exhausted"] and t["searches"] == 3 and t["cache_hits"] == 2
+    assert any(s.get("forced") for s in t["steps"])
+    assert t["failures"] == 3 and t["answer"] == ""  # answer + two checks failed after retry
+    assert dict(evaluate_answers([t]))["parse_failure_rate"] > 0
+
+
+def test_offline_judge_and_ranking_parser():
+    judge = OfflineJudge()
+    assert judge("q", "Ume Vale [link_id=3]", ["ume vale"])
+    assert not judge("q", "Ume Vale or Kesh Mere", ["Ume Vale"])
+    assert not judge("q", "unknown", ["Ume Vale"]) and not judge("q", "Ume", ["Ume Vale"])
+    assert parse_ranking("Ranking: #2 > #3 > #1", 4) == [1, 2, 0, 3]
+    assert parse_ranking("Answer: #2", 2) == [1, 0] and parse_ranking("no idea", 3) is None
+    assert "Ranking: #X > #Y" in ranking_prompt("decide() >>>", ["a", "b", "c"])
+    assert unresolved_words("what is the country of the capital of Brev ?",
+                            [("capital of Brev", "the capital of Brev is Ume Vale")]) == {
+                                "country"}
+
+
+def test_parse_fact_reads_all_paraphrases():
+    assert parse_fact("Ume Vale is the capital of Brev .") == ("capital", "Brev", "Ume Vale")
+    assert parse_fact("Brev has Ume Vale as capital .") == ("capital", "Brev", "Ume Vale")
+    assert parse_fact("Belo Tram once visited Brev .") is None
+
+
+def test_csv_loader(tmp_path):
+    path = tmp_path / "bamboogle.csv"
+    path.write_text("Question,Answer\nWho founded X?,Ada|Ada L.\n")
+    [q] = load_csv_questions(path)
+    assert q.answers == ("Ada", "Ada L.")

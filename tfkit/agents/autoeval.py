@@ -1,0 +1,72 @@
+"""Auto-eval: does the agent's answer imply the reference? An LLM judge, and an offline one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+from tfkit.agents.lm import LanguageModel
+from tfkit.agents.react.parse import strip_citations
+
+__all__ = ["OfflineJudge", "LLMJudge", "judge_prompt", "normalize", "evaluate_answers"]
+
+_HEDGES = ("unknown", "not sure", "cannot", "can't", "don't know", "no answer", "unclear",
+           "either", "maybe", "possibly", "nothing")
+
+
+def normalize(text: str) -> str:
+    """Lower case, no citations, punctuation or articles, single spaces."""
+    text = strip_citations(text).lower()
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+
+
+class OfflineJudge:
+    """True when a normalized alias occurs (as whole words) in the normalized answer and the
+    answer is neither a refusal nor a hedge (e.g. "X or Y")."""
+
+    def __call__(self, question: str, answer: str, references: Sequence[str]) -> bool:
+        ans = f" {normalize(answer)} "
+        if not ans.strip() or any(f" {h} " in ans for h in _HEDGES) or " or " in ans:
+            return False
+        return any(f" {normalize(r)} " in ans for r in references if normalize(r))
+
+
+def judge_prompt(question: str, answer: str, references: Sequence[str]) -> str:
+    """The paper-style auto-eval prompt."""
+    return (f"Question: {question}\nReference answer: {' | '.join(references)}\n"
+            f"Model answer: {answer}\n"
+            "Does the model answer imply the reference answer? A refusal or a hedge between "
+            "options is not. Reply 'Yes' or 'No'.\nReply:")
+
+
+class LLMJudge:
+    """The paper's judge prompt over any LanguageModel (greedy-ish, one sample)."""
+
+    def __init__(self, lm: LanguageModel):
+        self.lm = lm
+
+    def __call__(self, question: str, answer: str, references: Sequence[str]) -> bool:
+        reply = self.lm.generate([judge_prompt(question, answer, references)], num_samples=1,
+                                 temperature=0.0, max_new_tokens=4)[0][0].text
+        return reply.strip().lower().startswith("yes")
+
+
+def evaluate_answers(trajectories: Sequence[dict], judge=None) -> Iterator[tuple[str, float]]:
+    """Yields ("accuracy", ...) and the process metrics of a batch of trajectories."""
+    judge = judge or OfflineJudge()
+    n = max(1, len(trajectories))
+    correct = [judge(t["question"], t["answer"], t["answers"]) for t in trajectories]
+    samples = [s for t in trajectories for st in t["steps"] for s in st["samples"]]
+    yield "accuracy", 100.0 * sum(correct) / n
+    yield "parse_failure_rate", sum(s["action"] is None for s in samples) / max(1, len(samples))
+    yield "searches_per_question", sum(t["searches"] for t in trajectories) / n
+    yield "budget_exhausted_rate", sum(t["budget_exhausted"] for t in trajectories) / n
+    yield "citation_validity", sum(_cites_support(t) for t in trajectories) / n
+
+
+def _cites_support(t: dict) -> bool:
+    """Every cited id was retrieved and a cited snippet contains the answer."""
+    body = normalize(t["answer"])
+    cited = [t["links"].get(str(c)) for c in t["cited"]]
+    return bool(cited) and all(cited) and bool(body) and any(body in normalize(c) for c in cited)

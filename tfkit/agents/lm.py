@@ -1,0 +1,134 @@
+"""The `LanguageModel` interface the agent, ranker and judge use, and adapters.
+
+A LanguageModel has
+    generate(prompts, num_samples, temperature, max_new_tokens, stop, seed) -> [[Sample]]
+    score(prompts, continuations) -> [log p(continuation | prompt)]
+Implementations: `tfkit.agents.sampler.KerasLM` (tfkit's DecoderLM with a batched KV-cache
+sampler), `KerasNLPLM` (any keras-nlp `CausalLM`, e.g. one loaded from a local preset folder)
+and `CallableLM` (a user's remote model behind a Python function).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Sample", "LanguageModel", "CallableLM", "KerasNLPLM", "truncate_at_stop"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled continuation, with its log-probability under the model (T = 1)."""
+
+    text: str
+    logprob: float = 0.0
+    num_tokens: int = 1
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.logprob / max(1, self.num_tokens))
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    def generate(self, prompts: Sequence[str], num_samples: int = 1, temperature: float = 0.5,
+                 max_new_tokens: int = 64, stop: Sequence[str] = (), seed: int | None = None
+                 ) -> list[list[Sample]]: ...
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]: ...
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+    return text if cut < 0 else text[:cut]
+
+
+class CallableLM:
+    """A user's model (e.g. a remote API) as a LanguageModel.
+
+    Args:
+        generate_fn: `fn(prompt, temperature, max_new_tokens, stop) -> str` or `(str, logprob)`.
+            Called once per requested sample.
+        score_fn: optional `fn(prompt, continuation) -> logprob`; without it `score` and
+            perplexities are unavailable (samples get logprob 0 and the first sample continues).
+
+    Example:
+        >>> lm = CallableLM(lambda p, t, n, s: 'Terminate(thoughts="done")')
+        >>> lm.generate(["decide(...) >>>"], num_samples=2)[0][1].text
+        'Terminate(thoughts="done")'
+    """
+
+    def __init__(self, generate_fn: Callable, score_fn: Callable | None = None):
+        self.generate_fn = generate_fn
+        self.score_fn = score_fn
+
+    def generate(self, prompts, num_samples=1, temperature=0.5, max_new_tokens=64, stop=(),
+                 seed=None):
+        out = []
+        for p in prompts:
+            row = []
+            for _ in range(num_samples):
+                reply = self.generate_fn(p, temperature, max_new_tokens, tuple(stop))
+                text, logprob = reply if isinstance(reply, tuple) else (reply, None)
+                text = truncate_at_stop(text, stop)
+                if logprob is None and self.score_fn is not None:
+                    logprob = self.score_fn(p, text)
+                row.append(Sample(text, float(logprob or 0.0), max(1, len(text.split()))))
+            out.append(row)
+        return out
+
+    def score(self, prompts, continuations):
+        if self.score_fn is None:
+            raise NotImplementedError("CallableLM was built without score_fn")
+        return [float(self.score_fn(p, c)) for p, c in zip(prompts, continuations, strict=True)]
+
+
+class KerasNLPLM:
+    """Any keras-nlp `CausalLM` (with its preprocessor) as a LanguageModel.
+
+    Generation uses the model's own `generate` with a `RandomSampler(temperature)`; scores come
+    from the backbone's logits. Load a local preset with
+    `keras_nlp.models.GPT2CausalLM.from_preset("/path/to/preset_dir")`.
+
+    Args:
+        causal_lm: a keras-nlp CausalLM whose `preprocessor` is set.
+    """
+
+    def __init__(self, causal_lm):
+        self.causal_lm = causal_lm
+
+    def generate(self, prompts, num_samples=1, temperature=0.5, max_new_tokens=64, stop=(),
+                 seed=None):
+        import keras_nlp
+
+        lm = self.causal_lm
+        lm.compile(sampler=keras_nlp.samplers.RandomSampler(temperature=temperature, seed=seed))
+        flat = [p for p in prompts for _ in range(num_samples)]
+        lengths = [len(lm.preprocessor.tokenizer(p)) for p in prompts]
+        max_length = max(lengths) + max_new_tokens + 2
+        texts = lm.generate(flat, max_length=max_length)
+        texts = [t.decode() if isinstance(t, bytes) else str(t) for t in list(texts)]
+        conts = [truncate_at_stop(t[len(p):], stop) for t, p in zip(texts, flat, strict=True)]
+        logps = self.score(flat, conts)
+        samples = [Sample(c, lp, max(1, len(lm.preprocessor.tokenizer(c))))
+                   for c, lp in zip(conts, logps, strict=True)]
+        return [samples[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+
+    def score(self, prompts, continuations):
+        from tfkit.backend import tf
+
+        tok = self.causal_lm.preprocessor.tokenizer
+        out = []
+        for p, c in zip(prompts, continuations, strict=True):
+            p_ids = list(tok(p).numpy())
+            c_ids = list(tok(c).numpy()) if c else []
+            if not c_ids:
+                out.append(0.0)
+                continue
+            ids = tf.constant([p_ids + c_ids], tf.int32)
+            logits = self.causal_lm({"token_ids": ids, "padding_mask": tf.ones_like(ids)})
+            logp = tf.nn.log_softmax(tf.cast(logits[0, len(p_ids) - 1:-1], tf.float32))
+            out.append(float(tf.reduce_sum(tf.gather(logp, c_ids, batch_dims=1))))
+        return out

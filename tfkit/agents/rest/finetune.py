@@ -1,0 +1,115 @@
+"""Fine-tune / distill: train a DecoderLM on (prompt, output) examples, loss on output tokens.
+
+Training runs under a `tf.distribute` strategy chosen by name ("default" =
+`tf.distribute.get_strategy()`, "mirrored" = all local GPUs, "tpu" = the attached TPU), in
+mixed precision when a GPU is present, and resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfkit.agents.tokenizer import WordTokenizer
+from tfkit.backend import keras, tf
+from tfkit.errors import TfkitError
+from tfkit.models import DecoderLM
+from tfkit.training import fit_resumable
+
+__all__ = ["ModelSpec", "make_strategy", "build_lm", "encode_examples", "finetune",
+           "mixed_precision"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The size of one policy model (the paper's L / S / XS)."""
+
+    num_layers: int
+    hidden_dim: int
+    num_heads: int
+    intermediate_dim: int
+
+
+def make_strategy(name: str = "default") -> tf.distribute.Strategy:
+    """"default" (whatever is in scope), "mirrored" (all local GPUs) or "tpu"."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise TfkitError(f"unknown strategy {name!r}; use default, mirrored or tpu")
+
+
+@contextlib.contextmanager
+def mixed_precision(enabled: bool) -> Iterator[None]:
+    """Builds models under the "mixed_float16" policy when `enabled` and a GPU is present,
+    restoring the previous policy afterwards."""
+    if not (enabled and tf.config.list_physical_devices("GPU")):
+        yield
+        return
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+def build_lm(spec: ModelSpec, vocabulary_size: int, sequence_length: int) -> DecoderLM:
+    return DecoderLM(vocabulary_size, sequence_length, spec.num_layers, spec.hidden_dim,
+                     spec.num_heads, spec.intermediate_dim)
+
+
+def encode_examples(examples: Sequence[dict], tokenizer: WordTokenizer, sequence_length: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, next-token labels, weights) right-padded; weight 1 only on output tokens."""
+    n = len(examples)
+    encoded = [(tokenizer.encode(ex["prompt"]), tokenizer.encode(ex["output"])) for ex in examples]
+    width = min(sequence_length, max(len(p) + len(o) for p, o in encoded))  # trim padding
+    x = np.zeros([n, width], np.int32)
+    y = np.zeros([n, width], np.int32)
+    w = np.zeros([n, width], np.float32)
+    for i, (prompt, out) in enumerate(encoded):
+        out = out + [tokenizer.eos_id]
+        prompt = prompt[-(width + 1 - len(out)):]
+        seq = prompt + out
+        x[i, :len(seq) - 1] = seq[:-1]
+        y[i, :len(seq) - 1] = seq[1:]
+        w[i, len(prompt) - 1:len(seq) - 1] = 1.0
+    return x, y, w
+
+
+def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec, *,
+             sequence_length: int, epochs: int, directory: str | Path, batch_size: int = 32,
+             learning_rate: float = 2e-3, init_from: keras.Model | None = None,
+             strategy: str = "default", mixed: bool = True, seed: int = 0
+             ) -> tuple[DecoderLM, dict]:
+    """A new DecoderLM of size `spec` trained on `examples` (optionally warm-started from
+    `init_from`, a model of the same size); returns (model, history)."""
+    if not examples:
+        raise TfkitError("no fine-tuning examples (every step failed to parse?)")
+    x, y, w = encode_examples(examples, tokenizer, sequence_length)
+    strat = make_strategy(strategy)
+    with mixed_precision(mixed), strat.scope():
+        model = build_lm(spec, tokenizer.vocabulary_size, sequence_length)
+        if init_from is not None:
+            model.set_weights(init_from.get_weights())
+        steps = epochs * int(np.ceil(len(x) / batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, steps),
+                                                          alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      weighted_metrics=[])
+    data = (tf.data.Dataset.from_tensor_slices((x, y, w))
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size * strat.num_replicas_in_sync).prefetch(2))
+    history = fit_resumable(model, data, epochs=epochs, directory=directory, verbose=0)
+    return model, history

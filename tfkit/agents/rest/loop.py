@@ -1,0 +1,55 @@
+"""The ReST loop's pieces composed: one generation (grow + improve) and evaluation.
+
+    grow      roll the policy out on the training questions (no labels)
+    improve   rank every step's samples; the best one is that step's target
+    fine-tune train a new model of each size on the targets (`rest.finetune.finetune`);
+              training the smaller sizes on the large model's data is the self-distillation
+    evaluate  mean ± std auto-eval accuracy over several sampled runs
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tfkit.agents.autoeval import OfflineJudge, evaluate_answers
+from tfkit.agents.lm import LanguageModel
+from tfkit.agents.ranker import OfflineRater
+from tfkit.agents.react.agent import AgentConfig, ReActAgent
+from tfkit.agents.rest.grow import grow
+from tfkit.agents.rest.improve import improve
+
+__all__ = ["run_generation", "evaluate_policy"]
+
+DEFAULT_AGENT = AgentConfig()  # the paper's settings: 4 samples at T=0.5, 10 searches
+
+
+def run_generation(policy: LanguageModel, search: Callable, questions: Sequence[dict], *,
+                   agent_config: AgentConfig = DEFAULT_AGENT, ranker=None,
+                   trajectories_per_question: int = 1, targets: str = "ranker", seed: int = 0
+                   ) -> tuple[list[dict], list[dict]]:
+    """Grow + improve once: returns (annotated trajectories, fine-tuning examples)."""
+    agent = ReActAgent(policy, search, agent_config)
+    trajectories = grow(agent, questions, trajectories_per_question, seed)
+    examples = improve(trajectories, ranker or OfflineRater(), targets)
+    return trajectories, examples
+
+
+def evaluate_policy(policy: LanguageModel, search: Callable, questions: Sequence[dict], *,
+                    agent_config: AgentConfig = DEFAULT_AGENT, runs: int = 10, judge=None,
+                    seed: int = 0) -> dict:
+    """Accuracy (%) mean/std over `runs` sampled runs, plus process metrics averaged."""
+    judge = judge or OfflineJudge()
+    agent = ReActAgent(policy, search, agent_config)
+    per_run: dict[str, list[float]] = {}
+    # all runs in one batched rollout: each row samples independently
+    rollouts = [{**q, "run": r} for r in range(runs) for q in questions]
+    trajectories = agent.run(rollouts, seed=seed * 7 + 1)
+    for r in range(runs):
+        for name, value in evaluate_answers([t for t in trajectories if t["run"] == r], judge):
+            per_run.setdefault(name, []).append(float(value))
+    out = {f"{k}_mean": float(np.mean(v)) for k, v in per_run.items()}
+    out["accuracy_std"] = float(np.std(per_run["accuracy"]))
+    out["accuracy_runs"] = per_run["accuracy"]
+    return out

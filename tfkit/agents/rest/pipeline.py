@@ -1,0 +1,190 @@
+"""The `rest-react` experiment as resumable stages (used by tfkit/experiments/rest_react.py).
+
+    demonstrations   the noisy scripted teacher acts on `demo_questions` (the "prompted" data)
+    train_initial_L  the initial policy (stand-in for the paper's prompted large model)
+    grow_genG        the previous L policy rolls out on the training questions (no labels)
+    train_genG_SIZE  fine-tune L (warm start) and distil S, XS on the ranked targets
+    eval_NAME        auto-eval on dev and test, mean ± std over `eval_runs` sampled runs
+    ablation_*       trajectories per question 2x/4x, perplexity targets, no self-checks
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tfkit.models  # noqa: F401  (registers DecoderLM for loading)
+from tfkit.agents.autoeval import evaluate_answers
+from tfkit.agents.ranker import OfflineRater
+from tfkit.agents.rest.finetune import ModelSpec, finetune
+from tfkit.agents.rest.grow import read_jsonl, write_jsonl
+from tfkit.agents.rest.improve import improve
+from tfkit.agents.rest.loop import evaluate_policy, run_generation
+from tfkit.agents.sampler import KerasLM
+from tfkit.agents.tokenizer import WordTokenizer
+from tfkit.agents.world import ScriptedTeacher, build_world
+from tfkit.backend import set_seed
+from tfkit.runs import RunDir
+
+__all__ = ["run_rest_react"]
+
+SIZES = ("L", "S", "XS")
+PAPER = {("initial", "L"): 70.3, ("gen1", "L"): 74.0, ("gen1", "S"): 61.9, ("gen1", "XS"): 54.4,
+         ("gen2", "L"): 76.1, ("gen2", "S"): 69.7, ("gen2", "XS"): 65.9}
+
+
+class _Runner:
+    def __init__(self, cfg, run_dir: RunDir):
+        self.cfg, self.run = cfg, run_dir
+        self.world = build_world(cfg.seed, people=cfg.people, cities=cfg.cities,
+                                 countries=cfg.countries, companies=cfg.companies,
+                                 train=cfg.train_questions, dev=cfg.dev_questions,
+                                 test=cfg.test_questions, questions_csv=cfg.questions_csv,
+                                 documents=cfg.documents)
+        self.specs = {"L": ModelSpec(*cfg.l_spec), "S": ModelSpec(*cfg.s_spec),
+                      "XS": ModelSpec(*cfg.xs_spec)}
+        self._models: dict = {}
+
+    def data(self, name: str) -> Path:
+        return self.run.file("data") / f"{name}.jsonl"
+
+    def demonstrations(self) -> dict:
+        teacher = ScriptedTeacher(self.cfg.teacher_noise, self.cfg.seed)
+        trajs, examples = run_generation(teacher, self.world.search,
+                                         self.world.train[:self.cfg.demo_questions],
+                                         agent_config=self.cfg.agent(), targets="perplexity",
+                                         seed=self.cfg.seed)
+        write_jsonl(self.data("demonstrations"), examples)
+        return {"examples": len(examples), **dict(evaluate_answers(trajs))}
+
+    def tokenizer(self) -> WordTokenizer:
+        path = self.run.file("tokenizer.json")
+        if not path.exists():
+            texts = [d.text for d in self.world.documents]
+            texts += [q["question"] for q in self.world.train + self.world.dev + self.world.test]
+            texts += [e["prompt"] + " " + e["output"] for e in read_jsonl(self.data(
+                "demonstrations"))]
+            self.run.write_text("tokenizer.json", WordTokenizer.fit(texts).to_json())
+        return WordTokenizer.from_json(path.read_text())
+
+    def model(self, name: str):
+        if name not in self._models:
+            self._models[name] = self.run.load_model(name)
+        return self._models[name]
+
+    def train(self, name: str, examples_file: str, size: str, epochs: int,
+              init: str | None) -> dict:
+        def fn():
+            examples = read_jsonl(self.data(examples_file))
+            fallback = not examples  # no step of any rollout parsed: learn the format again
+            if fallback:
+                self.run.log(f"{examples_file}: no valid targets; training on demonstrations")
+                examples = read_jsonl(self.data("demonstrations"))
+            model, history = finetune(
+                examples, self.tokenizer(), self.specs[size],
+                sequence_length=self.cfg.sequence_length, epochs=epochs,
+                directory=self.run.checkpoint_dir(name), batch_size=self.cfg.batch_size,
+                learning_rate=self.cfg.learning_rate,
+                init_from=self.model(init) if init else None, strategy=self.cfg.strategy,
+                mixed=self.cfg.mixed_precision, seed=self.cfg.seed)
+            self.run.save_model(model, name, {"kind": "agent_policy", "size": size})
+            self._models[name] = model
+            return {"params": model.count_params(), "examples": len(examples),
+                    "fallback_to_demonstrations": fallback,
+                    "final_loss": history.get("loss", [None])[-1]}
+        return self.run.stage(f"train_{name}", fn)
+
+    def lm(self, name: str) -> KerasLM:
+        return KerasLM(self.model(name), self.tokenizer())
+
+    def evaluate(self, name: str, size: str, dev: bool = True, self_checks: bool = True) -> dict:
+        def fn():
+            agent = self.cfg.agent(size, self_checks)
+            out = {}
+            sets = [("dev", self.world.dev, self.world.search)] if dev else []
+            sets.append(("test", self.world.test, self.world.test_search))
+            for split, questions, search in sets:
+                r = evaluate_policy(self.lm(name), search, questions, agent_config=agent,
+                                    runs=self.cfg.eval_runs, seed=self.cfg.seed)
+                out.update({f"{split}_{k}": v for k, v in r.items()})
+            return out
+        tag = "" if self_checks else "_nochecks"
+        return self.run.stage(f"eval_{name}{tag}", fn)
+
+    def grow(self, name: str, policy: str, per_question: int, targets: str = "ranker") -> dict:
+        def fn():
+            trajs, examples = run_generation(
+                self.lm(policy), self.world.search, self.world.train,
+                agent_config=self.cfg.agent(), ranker=OfflineRater(),
+                trajectories_per_question=per_question, targets=targets, seed=self.cfg.seed)
+            write_jsonl(self.data(f"{name}_examples"), examples)
+            write_jsonl(self.data(f"{name}_trajectories"), [{"generation": name, **t}
+                                                            for t in trajs])
+            return {"examples": len(examples), "trajectories": len(trajs),
+                    **dict(evaluate_answers(trajs))}
+        return self.run.stage(f"grow_{name}", fn)
+
+
+def _row(name: str, size: str, train: dict, ev: dict) -> dict:
+    return {"name": name, "model": size, "params": train["params"],
+            "dev_accuracy_mean": ev.get("dev_accuracy_mean"),
+            "dev_accuracy_std": ev.get("dev_accuracy_std"),
+            "test_accuracy_mean": ev["test_accuracy_mean"],
+            "test_accuracy_std": ev["test_accuracy_std"],
+            "paper_bamboogle": PAPER.get((name, size)),
+            "process": {k: ev[f"test_{k}_mean"] for k in (
+                "parse_failure_rate", "searches_per_question", "budget_exhausted_rate",
+                "citation_validity")}}
+
+
+def run_rest_react(cfg, run: RunDir) -> dict:
+    set_seed(cfg.seed)
+    r = _Runner(cfg, run)
+    demo = run.stage("demonstrations", r.demonstrations)
+    rows = [_row("initial", "L", r.train("initial_L", "demonstrations", "L",
+                                         cfg.epochs_initial, None),
+                 r.evaluate("initial_L", "L"))]
+    grows, policy = {}, "initial_L"
+    for g in range(1, cfg.generations + 1):
+        gen = f"gen{g}"
+        grows[gen] = r.grow(gen, policy, cfg.trajectories_per_question)
+        for size in SIZES:
+            init = policy if size == "L" else (f"gen{g - 1}_{size}" if g > 1 else None)
+            epochs = cfg.epochs if init else cfg.epochs_initial
+            train = r.train(f"{gen}_{size}", f"{gen}_examples", size, epochs, init)
+            rows.append(_row(gen, size, train, r.evaluate(f"{gen}_{size}", size)))
+        policy = f"{gen}_L"
+    ablations = _ablations(r) if cfg.ablations else {}
+    trajectories = [run.file("data") / f"gen{g}_trajectories.jsonl"
+                    for g in range(1, cfg.generations + 1)]
+    with run.file("trajectories.jsonl").open("w", encoding="utf-8") as f:
+        for path in trajectories:
+            f.write(path.read_text(encoding="utf-8"))
+    results = {"iterations": rows, "process": rows[len(rows) - 3]["process"],
+               "generations": cfg.generations, "demonstrations": demo, "grow": grows,
+               "ablations": ablations}
+    from tfkit.agents.rest.report import write_report
+    write_report(run, results)
+    return results
+
+
+def _ablations(r: _Runner) -> dict:
+    """Gen-1 L variants, evaluated on test: data quantity, data quality, self-checks."""
+    cfg, out = r.cfg, {}
+    base = r.evaluate("gen1_L", "L")
+    out["trajectories_1x"] = base["test_accuracy_mean"]
+    for k in (2, 4):
+        r.grow(f"abl_{k}x", "initial_L", k)
+        r.train(f"abl_{k}x_L", f"abl_{k}x_examples", "L", cfg.epochs, "initial_L")
+        out[f"trajectories_{k}x"] = r.evaluate(f"abl_{k}x_L", "L", dev=False)[
+            "test_accuracy_mean"]
+    r.run.stage("improve_abl_ppl", lambda: len(write_jsonl(  # same rollouts, other targets
+        r.data("abl_ppl_examples"), improve(read_jsonl(r.data("gen1_trajectories")), None,
+                                            "perplexity")).read_text().splitlines()))
+    r.train("abl_ppl_L", "abl_ppl_examples", "L", cfg.epochs, "initial_L")
+    out["ranker_targets"] = base["test_accuracy_mean"]
+    out["perplexity_targets"] = r.evaluate("abl_ppl_L", "L", dev=False)["test_accuracy_mean"]
+    out["self_checks_on"] = base["test_accuracy_mean"]
+    out["self_checks_off"] = r.evaluate("gen1_L", "L", dev=False, self_checks=False)[
+        "test_accuracy_mean"]
+    return json.loads(json.dumps(out))

@@ -1,0 +1,190 @@
+"""Batched KV-cache sampling for tfkit's `DecoderLM`, and `KerasLM`, its LanguageModel.
+
+The decode loop is one compiled `tf.function`: a prefill pass fills each block's key/value cache
+([batch, 2, heads, length, head_dim]) for the left-padded prompts, then a `tf.while_loop` samples
+one token per step for every row until all rows emitted `<eos>` or `max_new_tokens`. Positions
+are counted per row from the first real token, so a left-padded prompt sees the same positions
+as in (right-padded) training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tfkit.agents.lm import Sample, truncate_at_stop
+from tfkit.agents.tokenizer import WordTokenizer
+from tfkit.backend import keras, tf
+
+__all__ = ["KVCacheSampler", "KerasLM"]
+
+
+class KVCacheSampler:
+    """Samples continuations of left-padded prompt ids with a `DecoderLM`'s block caches.
+
+    Args:
+        model: a `tfkit.models.DecoderLM` (or any model with its layer names).
+        eos_id: the token that ends a continuation.
+
+    Example:
+        >>> sampler = KVCacheSampler(lm, eos_id=2)                       # doctest: +SKIP
+        >>> tokens, logprob, n = sampler(prompt_ids, max_new_tokens=16, temperature=0.5)
+    """
+
+    def __init__(self, model: keras.Model, eos_id: int):
+        self.model = model
+        self.eos_id = int(eos_id)
+        self.blocks = [model.get_layer(f"block_{i}") for i in range(model.num_layers)]
+        self.embed = model.get_layer("token_embedding")
+        self.positions = model.get_layer("position_embedding")
+        self.norm = model.get_layer("final_norm")
+        self.head = model.get_layer("lm_head")
+        self.compiled = tf.function(self.decode, input_signature=[
+            tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32),
+            tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)])
+
+    def _embed(self, ids: tf.Tensor, pos: tf.Tensor) -> tf.Tensor:
+        x = self.embed(ids)
+        table = tf.gather(self.positions.embeddings, pos)
+        return x + tf.cast(table, x.dtype)
+
+    def _logits(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.head(self.norm(x))[:, -1], tf.float32)
+
+    def decode(self, prompt_ids, max_new_tokens, temperature, seed):
+        """(tokens [B, max_new], logprob [B], num_tokens [B]) for left-padded `prompt_ids`."""
+        batch, plen = tf.shape(prompt_ids)[0], tf.shape(prompt_ids)[1]
+        real = tf.not_equal(prompt_ids, 0)
+        key_mask = tf.concat([real, tf.ones([batch, max_new_tokens], tf.bool)], axis=1)
+        pos = tf.maximum(tf.cumsum(tf.cast(real, tf.int32), axis=1) - 1, 0)
+        x = self._embed(prompt_ids, pos)
+        caches = []
+        for block in self.blocks:
+            heads, dim = block.num_heads, block.head_dim
+            cache = tf.zeros([batch, 2, heads, plen + max_new_tokens, dim], x.dtype)
+            x, cache = block(x, padding_mask=key_mask, cache=cache, cache_index=0)
+            caches.append(cache)
+        logits = self._logits(x)
+        next_pos = pos[:, -1] + 1
+        limit = self.positions.sequence_length - 1
+
+        def body(i, logits, caches, out, logprob, count, done, next_pos):
+            scaled = logits / tf.maximum(temperature, 1e-6)
+            sampled = tf.random.stateless_categorical(scaled, 1, seed=seed + tf.stack([0, i]),
+                                                      dtype=tf.int32)[:, 0]
+            greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            token = tf.where(temperature > 0, sampled, greedy)
+            token = tf.where(done, tf.zeros_like(token), token)
+            lp = tf.gather(tf.nn.log_softmax(logits), token, batch_dims=1)
+            logprob += tf.where(done, 0.0, lp)
+            count += tf.where(done, 0, 1)
+            done = tf.logical_or(done, tf.equal(token, self.eos_id))
+            out = out.write(i, token)
+            x = self._embed(token[:, None], tf.minimum(next_pos, limit)[:, None])
+            new_caches = []
+            for block, cache in zip(self.blocks, caches, strict=True):
+                x, cache = block(x, padding_mask=key_mask, cache=cache, cache_index=plen + i)
+                new_caches.append(cache)
+            return i + 1, self._logits(x), new_caches, out, logprob, count, done, next_pos + 1
+
+        def cond(i, logits, caches, out, logprob, count, done, next_pos):
+            return tf.logical_and(i < max_new_tokens, tf.logical_not(tf.reduce_all(done)))
+
+        init = (tf.constant(0), logits, caches, tf.TensorArray(tf.int32, size=max_new_tokens,
+                                                                element_shape=[None]),
+                tf.zeros([batch]), tf.zeros([batch], tf.int32), tf.zeros([batch], tf.bool),
+                next_pos)
+        i, _, _, out, logprob, count, _, _ = tf.while_loop(cond, body, init)
+        tokens = tf.transpose(out.stack()[:i])  # [B, steps run]
+        tokens = tf.pad(tokens, [[0, 0], [0, max_new_tokens - i]])
+        return tokens, logprob, count
+
+    def __call__(self, prompt_ids, max_new_tokens: int, temperature: float, seed: int = 0):
+        return self.compiled(tf.constant(prompt_ids, tf.int32), tf.constant(max_new_tokens),
+                             tf.constant(temperature, tf.float32),
+                             tf.constant([seed % (2**31 - 1), 0], tf.int32))
+
+
+class KerasLM:
+    """A `DecoderLM` + `WordTokenizer` as a LanguageModel (batched KV-cache generation).
+
+    Args:
+        model: the DecoderLM.
+        tokenizer: its WordTokenizer.
+        batch_size: rows per compiled decode call (prompts x samples).
+        strategy: optional `tf.distribute.Strategy`; with several replicas each decode batch is
+            split across them (the model must have been built under `strategy.scope()`).
+    """
+
+    def __init__(self, model: keras.Model, tokenizer: WordTokenizer, batch_size: int = 256,
+                 strategy: tf.distribute.Strategy | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.strategy = strategy
+        self.sampler = KVCacheSampler(model, tokenizer.eos_id)
+
+    def _encode(self, prompt: str, room: int) -> list[int]:
+        ids = self.tokenizer.encode(prompt)
+        return ids[-room:] if len(ids) > room else ids  # keep the end (the call being asked)
+
+    def _decode_batch(self, rows: list[list[int]], max_new: int, temperature: float, seed: int):
+        width = max(len(r) for r in rows)
+        strategy = self.strategy
+        replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        if replicas > 1:
+            rows = rows + [[self.tokenizer.eos_id]] * (-len(rows) % replicas)
+        ids = np.zeros([len(rows), width], np.int32)
+        for j, r in enumerate(rows):
+            ids[j, width - len(r):] = r
+        if replicas == 1:
+            return [t.numpy() for t in self.sampler(ids, max_new, temperature, seed)]
+        shards = np.split(ids, replicas)
+        values = strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(shards[ctx.replica_id_in_sync_group]))
+        out = strategy.run(self.sampler.compiled, args=(
+            values, tf.constant(max_new), tf.constant(temperature, tf.float32),
+            tf.constant([seed, 0], tf.int32)))
+        return [np.concatenate([t.numpy() for t in strategy.experimental_local_results(o)])
+                for o in out]
+
+    def generate(self, prompts: Sequence[str], num_samples: int = 1, temperature: float = 0.5,
+                 max_new_tokens: int = 64, stop: Sequence[str] = (), seed: int | None = None
+                 ) -> list[list[Sample]]:
+        room = self.model.sequence_length - max_new_tokens
+        encoded = [self._encode(p, room) for p in prompts]
+        rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(num_samples)]
+        order = sorted(range(len(rows)), key=lambda j: len(rows[j][1]))  # similar lengths
+        results: list[Sample | None] = [None] * len(rows)
+        for b, start in enumerate(range(0, len(order), self.batch_size)):
+            chunk = order[start:start + self.batch_size]
+            tokens, logprob, count = self._decode_batch(
+                [rows[j][1] for j in chunk], max_new_tokens, temperature,
+                (seed or 0) * 7919 + b)
+            for k, j in enumerate(chunk):
+                text = truncate_at_stop(self.tokenizer.decode(tokens[k]), stop)
+                results[j] = Sample(text, float(logprob[k]), int(max(1, count[k])))
+        return [results[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """Sum of log p(continuation tokens and <eos> | prompt), right-padded batches."""
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            pairs = list(zip(prompts[start:start + self.batch_size],
+                             continuations[start:start + self.batch_size], strict=True))
+            seqs, spans = [], []
+            for p, c in pairs:
+                c_ids = self.tokenizer.encode(c) + [self.tokenizer.eos_id]
+                p_ids = self._encode(p, self.model.sequence_length - len(c_ids))
+                seqs.append(p_ids + c_ids)
+                spans.append((len(p_ids), len(c_ids)))
+            width = max(len(s) for s in seqs)
+            ids = np.zeros([len(seqs), width], np.int32)
+            for j, s in enumerate(seqs):
+                ids[j, :len(s)] = s
+            logp = tf.nn.log_softmax(tf.cast(self.model(ids), tf.float32)).numpy()
+            for j, (p_len, c_len) in enumerate(spans):
+                pos = np.arange(p_len - 1, p_len - 1 + c_len)
+                out.append(float(logp[j, pos, ids[j, pos + 1]].sum()))
+        return out

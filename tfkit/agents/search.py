@@ -1,0 +1,132 @@
+"""Search tools for the agent: BM25 over a document collection, or a user's search function.
+
+A search tool is any callable `search(query: str, k: int) -> list[Snippet]`. `CachedSearch`
+serves repeated queries from memory (the agent counts them against its budget all the same).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tfkit.errors import TfkitError
+
+__all__ = ["Document", "Snippet", "BM25Search", "FunctionSearch", "CachedSearch", "words"]
+
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (the unit of BM25 and of the offline checks)."""
+    return _WORD.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One search result: where it came from and the text shown to the agent."""
+
+    source: str
+    text: str
+
+
+class BM25Search:
+    """Okapi BM25 ranking over `documents`.
+
+    Args:
+        documents: the collection.
+        k1: term-frequency saturation (1.5, the common default).
+        b: length normalisation (0.75, the common default).
+
+    Example:
+        >>> s = BM25Search([Document("a", "the capital of Brev is Ume Vale .")])
+        >>> s("capital of Brev", k=1)[0].text
+        'the capital of Brev is Ume Vale .'
+    """
+
+    def __init__(self, documents: Sequence[Document], k1: float = 1.5, b: float = 0.75):
+        if not documents:
+            raise TfkitError("BM25Search needs at least one document")
+        self.documents = list(documents)
+        self.k1 = k1
+        self.b = b
+        self._tf = [Counter(words(d.text)) for d in self.documents]
+        self._len = [sum(c.values()) for c in self._tf]
+        self._avg = sum(self._len) / len(self._len)
+        df = Counter(w for c in self._tf for w in c)
+        n = len(self.documents)
+        self._idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in df.items()}
+        self._postings: dict[str, list[int]] = {}
+        for i, c in enumerate(self._tf):
+            for w in c:
+                self._postings.setdefault(w, []).append(i)
+
+    def scores(self, query: str) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for w in set(words(query)):
+            idf = self._idf.get(w)
+            if idf is None:
+                continue
+            for i in self._postings[w]:
+                f = self._tf[i][w]
+                norm = f + self.k1 * (1 - self.b + self.b * self._len[i] / self._avg)
+                out[i] = out.get(i, 0.0) + idf * f * (self.k1 + 1) / norm
+        return out
+
+    def __call__(self, query: str, k: int = 3) -> list[Snippet]:
+        ranked = sorted(self.scores(query).items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return [Snippet(self.documents[i].doc_id, self.documents[i].text) for i, _ in ranked]
+
+
+class FunctionSearch:
+    """Adapts a user's `fn(query) -> list[str | (source, text) | dict]` to the search interface.
+
+    Example:
+        >>> s = FunctionSearch(lambda q: [("web:1", "Paris is the capital of France.")])
+        >>> s("capital of France")[0].source
+        'web:1'
+    """
+
+    def __init__(self, fn: Callable[[str], Sequence]):
+        self.fn = fn
+
+    def __call__(self, query: str, k: int = 3) -> list[Snippet]:
+        out = []
+        for i, item in enumerate(list(self.fn(query))[:k]):
+            if isinstance(item, str):
+                out.append(Snippet(f"result:{i}", item))
+            elif isinstance(item, dict):
+                out.append(Snippet(str(item.get("source", f"result:{i}")), str(item["text"])))
+            else:
+                source, text = item
+                out.append(Snippet(str(source), str(text)))
+        return out
+
+
+class CachedSearch:
+    """Serves repeated `(query, k)` lookups from memory; `hits` counts them."""
+
+    def __init__(self, search: Callable[[str, int], list[Snippet]]):
+        self.search = search
+        self.cache: dict[tuple[str, int], list[Snippet]] = {}
+        self.hits = 0
+
+    def lookup(self, query: str, k: int = 3) -> tuple[list[Snippet], bool]:
+        key = (" ".join(words(query)), k)
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key], True
+        result = self.search(query, k)
+        self.cache[key] = result
+        return result, False
+
+    def __call__(self, query: str, k: int = 3) -> list[Snippet]:
+        return self.lookup(query, k)[0]
