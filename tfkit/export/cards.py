@@ -30,6 +30,13 @@ def _preset(experiment: str, config: dict) -> str | None:
     return None
 
 
+def _experiment_of(run_dir: Path | None) -> str | None:
+    results = None if run_dir is None else run_dir / "results.json"
+    if results is None or not results.exists():
+        return None
+    return json.loads(results.read_text()).get("experiment")
+
+
 def training_command(source: ModelSource) -> str:
     """The `tfkit run` command that trains the source's run (from meta, else the run files)."""
     if source.meta.get("command"):
@@ -38,22 +45,26 @@ def training_command(source: ModelSource) -> str:
     if run_dir is None or not (run_dir / "config.json").exists():
         return f"(unknown: {source.path} was not saved by `tfkit run`)"
     config = json.loads((run_dir / "config.json").read_text())
-    results = run_dir / "results.json"
-    experiment = json.loads(results.read_text()).get("experiment") if results.exists() else None
+    experiment = _experiment_of(run_dir)
     if not experiment:
         return f"(see {run_dir}/config.json; the run has no results.json)"
     size = _preset(experiment, config)
-    if size == "demo":
+    if size == "demo" and run_dir.name == experiment:
         return f"uv run tfkit demo --only {experiment} --out {run_dir.parent}"
-    if size == "quick":
-        flags = " --quick"
-    elif size == "full":
-        flags = ""
-    else:  # a customised config: spell out every field
-        flags = "".join(f" --set {k}={v}" for k, v in config.items()
+    flags = {"quick": " --quick", "full": ""}.get(size or "")
+    if flags is None:  # the demo preset elsewhere, or a customised config: spell out fields
+        flags = "".join(f" --set {k}={_cli_value(v)}" for k, v in config.items()
                         if k not in ("data_dir", "seed") and v is not None)
+    data = "" if size == "demo" else " --data-dir ../shared/data"
     return (f"uv run tfkit run {experiment}{flags} --seed {config.get('seed', 0)} "
-            f"--out {run_dir} --data-dir ../shared/data")
+            f"--out {run_dir}{data}")
+
+
+def _cli_value(value: Any) -> str:
+    """A config value as `--set` parses it (sequences comma-separated, no spaces)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def model_card(source: ModelSource, artifact: str, measured: dict[str, Any],
@@ -69,10 +80,11 @@ def model_card(source: ModelSource, artifact: str, measured: dict[str, Any],
     """
     meta = source.meta
     training = meta.get("metrics") or {}
+    experiment = meta.get("experiment") or _experiment_of(source.run_dir) or "a tfkit run"
     lines = [f"# Model card: {source.name} ({artifact})", "",
              "## Model", "",
              f"- kind: {meta.get('kind', 'unknown')}",
-             f"- trained by: {meta.get('experiment', 'a tfkit run')} "
+             f"- trained by: `tfkit run {experiment}` "
              f"(`{source.run_dir or source.path}`)",
              f"- input shape: {meta.get('input_shape', 'see signatures')}",
              f"- description: {meta.get('description', 'n/a')}", "",
@@ -82,7 +94,8 @@ def model_card(source: ModelSource, artifact: str, measured: dict[str, Any],
              "## Metrics", "",
              "| metric | value | measured on |", "|---|---|---|"]
     for k, v in training.items():
-        lines.append(f"| {k} | {v} | the training run's evaluation |")
+        value = f"{v:.4f}" if isinstance(v, float) else v
+        lines.append(f"| {k} | {value} | the training run's evaluation |")
     for k, v in measured.items():
         lines.append(f"| {k} | {v} | this exported artifact |")
     lines += ["", "## Regenerate", "", "```bash",
