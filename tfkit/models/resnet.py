@@ -42,7 +42,8 @@ class ResidualBlock(keras.layers.Layer):
         self.bottleneck = bool(bottleneck)
         self.weight_decay = float(weight_decay)
 
-    def _conv(self, filters: int, size: int, strides: int = 1, name: str = "") -> keras.layers.Layer:
+    def _conv(self, filters: int, size: int, strides: int = 1, name: str = ""
+              ) -> keras.layers.Layer:
         reg = keras.regularizers.l2(self.weight_decay) if self.weight_decay else None
         return keras.layers.Conv2D(filters, size, strides, padding="same", use_bias=False,
                                    kernel_initializer="he_normal", kernel_regularizer=reg,
@@ -57,7 +58,7 @@ class ResidualBlock(keras.layers.Layer):
         self.convs = [self._conv(f, k, s, f"conv_{i}") for i, (f, k, s) in enumerate(specs)]
         self.norms = [keras.layers.BatchNormalization(name=f"norm_{i}") for i in range(len(specs))]
         shape = tf.TensorShape(input_shape)
-        for conv, norm in zip(self.convs, self.norms):
+        for conv, norm in zip(self.convs, self.norms, strict=False):
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
             norm.build(shape)
@@ -77,7 +78,7 @@ class ResidualBlock(keras.layers.Layer):
 
     def call(self, x, training=None):
         h = x
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=False)):
             h = norm(conv(h), training=training)
             if i < len(self.convs) - 1:
                 h = tf.nn.relu(h)
@@ -125,7 +126,7 @@ class ResNet(keras.Model):
         images = keras.Input((None, None, channels), name="images")
         x = _stem(images, widths[0], stem)
         index = 0
-        for stage, (count, width) in enumerate(zip(blocks_per_stage, widths)):
+        for stage, (count, width) in enumerate(zip(blocks_per_stage, widths, strict=False)):
             for j in range(count):
                 strides = 2 if stage > 0 and j == 0 else 1
                 x = ResidualBlock(width, strides, bottleneck, weight_decay,

@@ -55,10 +55,12 @@ class PGD:
     """Projected gradient descent (Madry et al. 2018) within an L-inf or L2 ball.
 
     Args:
-        epsilon: radius of the ball (on [0, 1] pixels; L2 over the whole image).
+        epsilon: radius of the ball (on [0, 1] pixels; L2 over the whole image); a float or a
+            scalar tensor (one traced attack then serves every radius).
         norm: "linf" or "l2".
         steps: gradient steps.
-        step_size: per-step move; None = 2.5 * epsilon / steps (Madry et al.'s rule of thumb).
+        step_size: per-step move (float or scalar tensor); None = 2.5 * epsilon / steps (Madry
+            et al.'s rule of thumb).
         random_start: start from a uniform point in the ball instead of the clean image.
     """
 
@@ -73,7 +75,7 @@ class PGD:
             raise TfkitError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
 
     def _start(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        if not self.random_start or self.epsilon == 0:
+        if not self.random_start:
             return tf.zeros_like(x)
         if self.norm == "linf":
             return tf.random.stateless_uniform(tf.shape(x), seed, -self.epsilon, self.epsilon)
@@ -85,13 +87,16 @@ class PGD:
     def __call__(self, predict_fn: PredictFn, x: tf.Tensor, y: tf.Tensor,
                  seed: int | tf.Tensor = 0) -> tf.Tensor:
         x = tf.convert_to_tensor(x, tf.float32)
-        seed = seed_pair(seed)
         step = self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
-        delta = self._start(x, seed)
-        for _ in range(self.steps):
+
+        def body(i, delta):  # one ascent step, then projection back into the ball
             adv = tf.clip_by_value(x + delta, 0.0, 1.0)
             delta = adv - x + step * _ascent(input_gradient(predict_fn, adv, y), self.norm)
-            delta = _project(delta, self.epsilon, self.norm)
+            return i + 1, _project(delta, self.epsilon, self.norm)
+
+        # A while loop (not a Python loop) keeps the traced graph one step long.
+        _, delta = tf.while_loop(lambda i, _: i < self.steps, body,
+                                 [tf.constant(0), self._start(x, seed_pair(seed))])
         return tf.clip_by_value(x + delta, 0.0, 1.0)
 
 

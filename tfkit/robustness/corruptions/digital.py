@@ -39,7 +39,7 @@ def contrast(x: tf.Tensor, severity: int, seed: tf.Tensor) -> tf.Tensor:
 
 def elastic_transform(x: tf.Tensor, severity: int, seed: tf.Tensor) -> tf.Tensor:
     alpha = ELASTIC_ALPHA[severity - 1]
-    h, w = int(x.shape[1]), int(x.shape[2])
+    h, _w = int(x.shape[1]), int(x.shape[2])
     max_d, sigma = h * 0.005, h * 0.01  # the reference uses shape[0] for both axes' range
     field = tf.random.stateless_uniform(tf.concat([tf.shape(x)[:3], [2]], 0), seed, -max_d, max_d)
     field = _ops.gaussian_blur(field, sigma) * alpha

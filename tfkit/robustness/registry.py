@@ -1,0 +1,81 @@
+"""Evaluators by name, and running a list of suites into one flat results dict.
+
+    >>> from tfkit.robustness import registry
+    >>> registry.names()
+    ['clean', 'corruptions', 'adversarial', 'spatial', 'patch', 'layers', 'cka']
+    >>> results = registry.run(model, (x, y), ["clean", "corruptions"])    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from tfkit.errors import TfkitError
+from tfkit.robustness import evaluate, evaluate_layers
+
+__all__ = ["EVALUATORS", "SUITES", "UnknownEvaluatorError", "get", "names", "register", "run"]
+
+Evaluator = Callable[..., Iterator[tuple[str, Any]]]
+
+EVALUATORS: dict[str, Evaluator] = {
+    "clean": evaluate.clean,
+    "corruptions": evaluate.corruptions,
+    "adversarial": evaluate.adversarial,
+    "spatial": evaluate.spatial_grid,
+    "patch": evaluate.patches,
+    "layers": evaluate_layers.layers,
+    "cka": evaluate_layers.layer_cka,
+}
+# CLI suite -> evaluators it runs ("layers" = removal + restricted attention + CKA).
+SUITES: dict[str, tuple[str, ...]] = {name: (name,) for name in EVALUATORS}
+SUITES["layers"] = ("layers", "cka")
+
+
+class UnknownEvaluatorError(TfkitError, KeyError):
+    """No evaluator or suite of that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def names() -> list[str]:
+    return list(EVALUATORS)
+
+
+def get(name: str) -> Evaluator:
+    """The evaluator `name`; the error lists the valid names."""
+    if name not in EVALUATORS:
+        raise UnknownEvaluatorError(f"unknown evaluator {name!r}; valid: {', '.join(EVALUATORS)}")
+    return EVALUATORS[name]
+
+
+def register(name: str) -> Callable[[Evaluator], Evaluator]:
+    """Decorator adding a user evaluator `fn(model, data, **options)` under `name`."""
+    def wrap(fn: Evaluator) -> Evaluator:
+        EVALUATORS[name] = fn
+        SUITES.setdefault(name, (name,))
+        return fn
+    return wrap
+
+
+def run(model: Any, data: Any, suites: Iterable[str],
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Runs every evaluator of `suites` and returns {name: value}.
+
+    `options[evaluator]` are keyword arguments for that evaluator, e.g.
+    {"adversarial": {"steps": 5}}.
+    """
+    suites = [s.strip() for s in suites if s.strip()]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise UnknownEvaluatorError(f"unknown suite(s) {unknown}; valid: {', '.join(SUITES)}")
+    results: dict[str, Any] = {}
+    for suite in suites:
+        for name in SUITES[suite]:
+            for key, value in get(name)(model, data, **dict((options or {}).get(name, {}))):
+                results[key] = value
+                if log is not None and isinstance(value, float):
+                    log(f"{key}: {value:.4f}")
+    return results
