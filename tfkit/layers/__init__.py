@@ -7,3 +7,6 @@ from tfkit.layers.top_k import TopKActivation
 from tfkit.layers.transformer_block import TransformerBlock
 
 __all__ = ["ClassToken", "FeedForward", "PositionEmbedding", "TopKActivation", "TransformerBlock"]
+from tfkit.layers.soft_prompt import SoftPrompt  # noqa: E402
+
+__all__ += ["SoftPrompt"]

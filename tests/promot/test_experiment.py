@@ -1,0 +1,22 @@
+import json
+
+from tfkit import experiments
+
+
+def test_promot_demo_runs_and_resumes(tmp_path):
+    exp = experiments.get("promot")
+    cfg = exp.config("demo")
+    results = experiments.run_experiment(exp, cfg, tmp_path, log=None)
+    assert set(results["target"]) == {"pretrained", "prompt_tuning", "standard_ft", "promot"}
+    for shots in ("1shot", "4shot"):
+        for method, scores in results["icl"][shots].items():
+            assert "normalized_average" in scores and "sentiment" in scores, method
+    assert set(results["format_specialization"]) == set(results["target"])
+    assert (tmp_path / "report.md").exists() and (tmp_path / "models/pretrained.keras").exists()
+    meta = json.loads((tmp_path / "models/pretrained.json").read_text())
+    assert meta["kind"] == "language_model" and meta["tokenizer"]["type"] == "word"
+    assert (tmp_path / "prompts/entail_promot.npz").exists()
+    messages = []
+    again = experiments.run_experiment(exp, cfg, tmp_path, log=messages.append)
+    assert again["target"] == results["target"]
+    assert not any(m.endswith(": running") for m in messages)  # every stage was reused

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from tests.helpers import run_layer_test
+from tests.promot.conftest import tiny_gpt2
+from tfkit.backend import tf
+from tfkit.layers import SoftPrompt
+from tfkit.promot import PromptedLM, UnsupportedModelError, token_embeddings
+
+
+def test_soft_prompt_layer_contract():
+    layer = run_layer_test(SoftPrompt, {"num_tokens": 3, "init_range": 0.5},
+                           tf.random.normal([2, 5, 8]), expected_output_shape=(2, 8, 8))
+    values = layer.prompt.numpy()
+    assert np.abs(values).max() <= 0.5 and values.std() > 0.1  # U(-0.5, 0.5)
+
+
+def test_soft_prompt_prepends_and_extends_mask():
+    layer = SoftPrompt(2)
+    x = tf.random.normal([3, 4, 6])
+    mask = tf.constant([[True, True, False, False]] * 3)
+    out, out_mask = layer(x, padding_mask=mask)
+    np.testing.assert_allclose(out[:, 2:].numpy(), x.numpy())
+    np.testing.assert_allclose(out[0, :2].numpy(), layer.prompt.numpy())
+    assert out_mask.numpy().tolist()[0] == [True, True, True, True, False, False]
+
+
+def test_init_from_vocabulary_text_and_file_roundtrip(tmp_path):
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+    layer = SoftPrompt(3)
+    layer.init_from_vocabulary(table, seed=1)
+    rows = layer.prompt.numpy()[:, 0] / 4
+    assert len(set(rows)) == 3 and 0 not in rows and set(rows) <= set(range(1, 10))
+    layer.init_from_text(table, [7, 2])
+    np.testing.assert_allclose(layer.prompt.numpy(), table[[7, 2, 7]])
+    path = layer.save_prompt(tmp_path / "p.npz")
+    assert path.stat().st_size < 4096  # a small separate file
+    loaded = SoftPrompt.load_prompt(path)
+    np.testing.assert_allclose(loaded.prompt.numpy(), layer.prompt.numpy())
+    assert loaded.num_tokens == 3
+
+
+def test_prompted_decoder_lm_removing_prompt_leaves_model_unchanged(tiny_lm):
+    lm = tiny_lm()
+    ids = tf.constant([[5, 6, 7, 0], [3, 4, 9, 2]])
+    np.testing.assert_allclose(PromptedLM(lm)(ids).numpy(), lm(ids).numpy(), atol=1e-6)
+    prompted = PromptedLM(lm, SoftPrompt(3))
+    assert prompted(ids).shape == (2, 4, 40)
+    assert np.abs(prompted(ids).numpy() - lm(ids).numpy()).max() > 1e-3
+    # the prompt's positions come first: real tokens sit at positions 3.. in the prompted graph
+    assert len(prompted.trainable_variables) == len(lm.trainable_variables) + 1
+
+
+def test_prompted_gpt2_backbone_matches_backbone():
+    backbone = tiny_gpt2()
+    ids = tf.constant([[5, 6, 7, 0], [3, 4, 9, 2]])
+    hidden = backbone({"token_ids": ids, "padding_mask": tf.cast(ids != 0, tf.int32)})
+    expected = backbone.token_embedding(hidden, reverse=True).numpy()
+    np.testing.assert_allclose(PromptedLM(backbone)(ids).numpy(), expected, atol=1e-5)
+    prompt = SoftPrompt(4)
+    prompted = PromptedLM(backbone, prompt)
+    assert prompted(ids).shape == (2, 4, 60)
+    assert token_embeddings(backbone).shape == (60, 16)
+
+
+def test_prompted_lm_config_roundtrip(tiny_lm):
+    lm, ids = tiny_lm(), tf.constant([[5, 6, 7]])
+    prompted = PromptedLM(lm, SoftPrompt(2))
+    clone = PromptedLM.from_config(prompted.get_config())
+    clone.set_weights(prompted.get_weights())
+    np.testing.assert_allclose(clone(ids).numpy(), prompted(ids).numpy(), atol=1e-6)
+
+
+def test_unsupported_model_is_a_clear_error():
+    from tfkit.backend import keras
+
+    inputs = keras.Input((None,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Embedding(10, 4)(inputs))
+    with pytest.raises(UnsupportedModelError, match="DecoderLM"):
+        PromptedLM(model, SoftPrompt(2))

@@ -1,0 +1,74 @@
+import numpy as np
+
+from tfkit.promot import (
+    PRETRAIN_TASKS,
+    bleu,
+    encode_episode,
+    evaluate_icl,
+    format_specialization,
+    lm_arrays,
+    make_world,
+    normalized_score,
+    prompt_text,
+    sample_episode,
+    task_score,
+)
+
+
+def test_world_is_seeded_and_every_task_tokenizes(world_tasks_tokenizer):
+    world, tasks, tok = world_tasks_tokenizer
+    assert make_world(0) == world and make_world(1) != world
+    assert len(PRETRAIN_TASKS) >= 8 and {"entail", "translate"} <= set(tasks)
+    rng = np.random.default_rng(0)
+    for task in tasks.values():
+        episode = sample_episode(task, 4, rng)
+        ids = tok.encode(prompt_text(episode) + " " + episode[-1][1])
+        assert tok.unk_id not in ids, task.name
+        assert task.in_format(episode[-1][1]), task.name
+
+
+def test_episode_state_is_hidden_in_context(world_tasks_tokenizer):
+    _, tasks, _ = world_tasks_tokenizer
+    rng = np.random.default_rng(0)
+    # per-episode label words: the same item gets different labels in different episodes
+    labels = {sample_episode(tasks["label_map"], 3, rng)[0][1] for _ in range(30)}
+    assert len(labels) > 4
+    # within an episode the mapping is consistent: the query's answer words appear in the shots
+    for _ in range(10):
+        episode = sample_episode(tasks["word_map"], 1, rng)
+        assert set(episode[1][1].split()) <= set(episode[0][1].split())
+
+
+def test_loss_mask_covers_answers_only(world_tasks_tokenizer):
+    _, tasks, tok = world_tasks_tokenizer
+    episode = [("compute 1 plus 2 equals", "3"), ("compute 4 plus 5 equals", "9")]
+    ids, weights = encode_episode(tok, episode, loss_on="query")
+    assert tok.decode([i for i, w in zip(ids, weights, strict=True) if w]) == "9 |"
+    arrays = lm_arrays([episode], tok, 20, loss_on="all")
+    trained = arrays["y"][0][arrays["w"][0] > 0]
+    assert tok.decode(trained.tolist()) == "3 | 9 |"
+
+
+def test_metrics():
+    assert bleu("a b c", "a b c") == 1.0
+    assert 0 < bleu("a b x", "a b c") < 1 and bleu("", "a") == 0 and bleu("x y", "a b") == 0
+    assert bleu("a", "a b c") < bleu("a b", "a b c")  # brevity penalty
+
+
+def test_format_specialization_and_normalization(world_tasks_tokenizer):
+    _, tasks, _ = world_tasks_tokenizer
+    always_true = lambda prompts: ["True"] * len(prompts)  # noqa: E731
+    scores = dict(evaluate_icl(always_true, {n: tasks[n] for n in PRETRAIN_TASKS},
+                               tasks["entail"], shots=1, num_queries=8))
+    assert scores["format_specialization"] == 100.0
+    assert scores["sentiment"] == 0.0
+    assert normalized_score(tasks["sentiment"], 50.0) == 0.0
+    outputs = {"fact_qa": [("x", "y")], "word_map": [("a b", "c d")]}
+    assert format_specialization(tasks["entail"], outputs, tasks) == 0.0
+    # outputs of a task answered in the target's own format do not count as specialization
+    foreign = tasks["translate"]
+    outputs = {"word_map": [("a b", tasks["word_map"].example(
+        np.random.default_rng(0), {"x": sorted(foreign.answer_vocab)[0]})[1])],
+               "fact_qa": [(sorted(foreign.answer_vocab)[0], "y")]}
+    assert format_specialization(foreign, outputs, tasks) == 100.0
+    assert task_score(tasks["fact_qa"], [("a", "a"), ("a", "b")]) == 50.0

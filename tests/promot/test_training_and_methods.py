@@ -1,0 +1,95 @@
+import numpy as np
+
+from tests.promot.conftest import tiny_gpt2_preset
+from tfkit.backend import tf
+from tfkit.promot import (
+    PromptedLM,
+    TuningConfig,
+    answer_loss,
+    copy_lm,
+    lm_arrays,
+    make_optimizer,
+    promot,
+    promot_multitask,
+    sample_episode,
+    train_lm,
+    tune_prompt,
+)
+from tfkit.promot.pipeline import load_preset
+
+CFG = TuningConfig(prompt_tokens=4, prompt_steps=3, model_steps=3, batch_size=4)
+
+
+def _data(tasks, tok, name="entail", count=16):
+    rng = np.random.default_rng(0)
+    episodes = [sample_episode(tasks[name], 0, rng) for _ in range(count)]
+    return lm_arrays(episodes, tok, 16, loss_on="query")
+
+
+def test_answer_loss_ignores_unweighted_tokens():
+    logits = tf.random.normal([1, 3, 5])
+    y = tf.constant([[1, 2, 3]])
+    a = answer_loss(logits, y, tf.constant([[0.0, 1.0, 0.0]]))
+    noisy = tf.concat([tf.random.normal([1, 1, 5]), logits[:, 1:2], tf.random.normal([1, 1, 5])],
+                      axis=1)
+    np.testing.assert_allclose(a.numpy(), answer_loss(noisy, y, [[0.0, 1.0, 0.0]]).numpy(),
+                               rtol=1e-6)
+
+
+def test_train_lm_resumes_to_the_same_weights(tiny_lm, world_tasks_tokenizer, tmp_path):
+    _, tasks, tok = world_tasks_tokenizer
+    data = _data(tasks, tok)
+    lm_a = tiny_lm(tok.vocabulary_size)
+    lm_b = copy_lm(lm_a)
+
+    def fit(lm, steps, folder):
+        return train_lm(lm, lm.trainable_variables, data, steps=steps, batch_size=4,
+                        optimizer=make_optimizer("adam", 1e-2, 6), checkpoint_dir=folder,
+                        checkpoint_every=1, log_every=1)
+
+    fit(lm_a, 6, tmp_path / "a")
+    fit(lm_b, 3, tmp_path / "b")  # interrupted after 3 steps ...
+    history = fit(lm_b, 6, tmp_path / "b")  # ... and resumed
+    assert len(history) == 6
+    for wa, wb in zip(lm_a.get_weights(), lm_b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, atol=1e-5)
+
+
+def test_promot_stage1_freezes_model_stage2_freezes_prompt(tiny_lm, world_tasks_tokenizer,
+                                                           tmp_path):
+    _, tasks, tok = world_tasks_tokenizer
+    data = _data(tasks, tok)
+    lm = tiny_lm(tok.vocabulary_size)
+    before = [w.copy() for w in lm.get_weights()]
+    prompt = tune_prompt(lm, data, CFG, tmp_path / "s1")
+    for a, b in zip(before, lm.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # stage 1 leaves the LM untouched
+    tuned = prompt.prompt.numpy().copy()
+    prompt2 = promot(lm, data, CFG, tmp_path)  # stage 1 again (same folder layout) + stage 2
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, lm.get_weights(), strict=True))
+    # stage 2 does not move the prompt: it equals the stage-1 result of the same run
+    np.testing.assert_allclose(prompt2.prompt.numpy(), tuned, atol=1e-6)
+
+
+def test_multitask_promot_gives_one_prompt_per_task(tiny_lm, world_tasks_tokenizer, tmp_path):
+    _, tasks, tok = world_tasks_tokenizer
+    lm = tiny_lm(tok.vocabulary_size)
+    data = {"entail": _data(tasks, tok), "translate": _data(tasks, tok, "translate")}
+    prompts = promot_multitask(lm, data, CFG, tmp_path)
+    assert set(prompts) == {"entail", "translate"}
+    assert np.abs(prompts["entail"].prompt.numpy() - prompts["translate"].prompt.numpy()).max() > 0
+
+
+def test_promot_on_a_local_keras_nlp_preset(tmp_path, world_tasks_tokenizer):
+    _, tasks, _ = world_tasks_tokenizer
+    folder = tmp_path / "preset"
+    folder.mkdir()
+    backbone, tok = load_preset(tiny_gpt2_preset(folder))
+    data = _data(tasks, tok, count=4)
+    before = [w.copy() for w in backbone.get_weights()]
+    prompt = promot(backbone, data, CFG, tmp_path / "run", pad_id=tok.pad_id)
+    changed = [np.abs(a - b).max() > 0 for a, b in zip(before, backbone.get_weights(),
+                                                          strict=True)]
+    assert sum(changed) > len(changed) // 2  # stage 2 tuned the backbone
+    logits = PromptedLM(backbone, prompt, pad_id=tok.pad_id)(data["x"][:2])
+    assert logits.shape[:2] == data["x"][:2].shape

@@ -1,0 +1,128 @@
+"""Soft prompt: trainable vectors prepended to a sequence of token embeddings (prompt tuning)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tfkit.backend import keras, tf
+
+__all__ = ["SoftPrompt"]
+
+
+@keras.utils.register_keras_serializable(package="tfkit")
+class SoftPrompt(keras.layers.Layer):
+    """Prepends `num_tokens` trainable vectors to token embeddings [batch, length, hidden].
+
+    Called with `padding_mask` it also returns the mask extended by `num_tokens` True entries;
+    position embeddings are added after this layer, so the prompt occupies positions
+    0 … num_tokens-1 and the text follows it. Removing the layer leaves the model unchanged.
+
+    Initializations (Lester et al., 2021): `initializer="uniform"` draws from
+    U(-init_range, init_range) (0.5 in the ProMoT paper); `init_from_vocabulary(table)` copies
+    randomly sampled rows of the token-embedding table; `init_from_text(table, ids)` copies the
+    embeddings of a natural-language prompt. `save_prompt` / `load_prompt` keep the prompt in a
+    small `.npz` file separate from the model.
+
+    Args:
+        num_tokens: prompt length p.
+        initializer: "uniform" (U(±init_range)) or any Keras initializer name.
+        init_range: half-width of the uniform initializer.
+
+    Call args:
+        x: [batch, length, hidden] token embeddings.
+        padding_mask: optional [batch, length] mask (bool or 0/1); when given the call returns
+            `(x_with_prompt, extended_mask)`.
+
+    Example:
+        >>> prompt = SoftPrompt(4)
+        >>> prompt(tf.zeros([2, 5, 8])).shape
+        TensorShape([2, 9, 8])
+        >>> x, mask = prompt(tf.zeros([2, 5, 8]), padding_mask=tf.ones([2, 5], tf.bool))
+        >>> mask.shape
+        TensorShape([2, 9])
+    """
+
+    def __init__(self, num_tokens: int, initializer: str = "uniform", init_range: float = 0.5,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_tokens = int(num_tokens)
+        self.initializer = initializer
+        self.init_range = float(init_range)
+
+    def build(self, input_shape):
+        if self.initializer == "uniform":
+            init = keras.initializers.RandomUniform(-self.init_range, self.init_range)
+        else:
+            init = keras.initializers.get(self.initializer)
+        self.prompt = self.add_weight(name="prompt", shape=(self.num_tokens,
+                                                            int(input_shape[-1])),
+                                      initializer=init)
+        super().build(input_shape)
+
+    def call(self, x: tf.Tensor, padding_mask: tf.Tensor | None = None):
+        batch = tf.shape(x)[0]
+        prompt = tf.tile(tf.cast(self.prompt, x.dtype)[None], [batch, 1, 1])
+        out = tf.concat([prompt, x], axis=1)
+        if padding_mask is None:
+            return out
+        ones = tf.ones([batch, self.num_tokens], dtype=padding_mask.dtype)
+        return out, tf.concat([ones, padding_mask], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        length = None if input_shape[1] is None else input_shape[1] + self.num_tokens
+        return (input_shape[0], length, input_shape[2])
+
+    # ---- initialization from the model's vocabulary -------------------------------------
+
+    def _table(self, embeddings) -> np.ndarray:
+        table = np.asarray(embeddings)
+        if not self.built:
+            self.build((None, None, table.shape[-1]))
+        if table.shape[-1] != self.prompt.shape[-1]:
+            raise ValueError(f"embedding width {table.shape[-1]} != prompt width "
+                             f"{self.prompt.shape[-1]}")
+        return table
+
+    def init_from_vocabulary(self, embeddings, seed: int = 0,
+                             exclude: tuple[int, ...] = (0,)) -> None:
+        """Sets the prompt to `num_tokens` distinct rows sampled from the embedding table."""
+        table = self._table(embeddings)
+        ids = np.setdiff1d(np.arange(len(table)), np.asarray(exclude, dtype=np.int64))
+        rows = np.random.default_rng(seed).choice(ids, self.num_tokens,
+                                                  replace=len(ids) < self.num_tokens)
+        self.prompt.assign(table[rows])
+
+    def init_from_text(self, embeddings, token_ids) -> None:
+        """Sets the prompt to the embeddings of `token_ids` (repeated/truncated to fit)."""
+        table = self._table(embeddings)
+        ids = np.resize(np.asarray(token_ids, dtype=np.int64), self.num_tokens)
+        self.prompt.assign(table[ids])
+
+    # ---- small separate files -------------------------------------------------------------
+
+    def save_prompt(self, path: str | os.PathLike) -> Path:
+        """Writes the prompt vectors and this layer's config to `path` (.npz)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            np.savez(f, prompt=self.prompt.numpy(), config=json.dumps(self.get_config()))
+        return path
+
+    @classmethod
+    def load_prompt(cls, path: str | os.PathLike, **overrides) -> SoftPrompt:
+        """A built `SoftPrompt` holding the vectors saved by `save_prompt`."""
+        with np.load(path) as data:
+            config = {**json.loads(str(data["config"])), **overrides}
+            values = data["prompt"]
+        layer = cls.from_config(config)
+        layer.build((None, None, values.shape[-1]))
+        layer.prompt.assign(values)
+        return layer
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_tokens": self.num_tokens,
+                "initializer": self.initializer, "init_range": self.init_range}

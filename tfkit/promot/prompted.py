@@ -1,0 +1,124 @@
+"""A causal LM with a soft prompt in front, built from the LM's own layers.
+
+`PromptedLM(lm, soft_prompt)` maps token ids [batch, length] to next-token logits
+[batch, length, vocabulary] like the LM itself, but runs the LM's layers on
+`[prompt; token embeddings]` (padding mask and positions extended by the prompt) and drops the
+prompt's logits. It shares every weight with `lm`, so training it trains `lm`, and `lm` used on its
+own is the same model with the prompt removed.
+
+Supported LMs: `tfkit.models.DecoderLM`, and keras-nlp GPT-2 style backbones (`GPT2Backbone`, or a
+`GPT2CausalLM` whose backbone is used; layers "token_embedding", "position_embedding",
+"embeddings_add", "embeddings_dropout", "transformer_layer_i", "layer_norm"), e.g. loaded with
+`keras_nlp.models.GPT2Backbone.from_preset(local_dir)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tfkit.backend import keras, tf
+from tfkit.errors import TfkitError
+from tfkit.layers import SoftPrompt
+
+__all__ = ["PromptedLM", "UnsupportedModelError", "token_embeddings"]
+
+
+class UnsupportedModelError(TfkitError, TypeError):
+    """The model is neither a tfkit DecoderLM nor a GPT-2 style keras-nlp backbone."""
+
+
+def _layer_names(model: keras.Model) -> set[str]:
+    return {layer.name for layer in model.layers}
+
+
+def _unwrap(lm: keras.Model) -> keras.Model:
+    """A keras-nlp task model (GPT2CausalLM) stands for its backbone."""
+    return getattr(lm, "backbone", lm)
+
+
+def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable]:
+    """(token embedding layer, `rest(embeddings, padding_mask) -> logits`) of a supported LM."""
+    names = _layer_names(lm)
+    if {"token_embedding", "position_embedding", "block_0", "final_norm", "lm_head"} <= names:
+        blocks = [lm.get_layer(f"block_{i}") for i in range(sum(n.startswith("block_")
+                                                                   for n in names))]
+
+        def rest(x, mask):
+            x = lm.get_layer("position_embedding")(x)
+            for block in blocks:
+                x = block(x, padding_mask=mask)
+            return lm.get_layer("lm_head")(lm.get_layer("final_norm")(x))
+
+        return lm.get_layer("token_embedding"), rest
+    gpt2 = {"token_embedding", "position_embedding", "embeddings_add", "embeddings_dropout",
+            "transformer_layer_0", "layer_norm"}
+    if gpt2 <= names:
+        layers = [lm.get_layer(f"transformer_layer_{i}")
+                  for i in range(sum(n.startswith("transformer_layer_") for n in names))]
+        embedding = lm.get_layer("token_embedding")
+
+        def rest(x, mask):
+            x = lm.get_layer("embeddings_add")((x, lm.get_layer("position_embedding")(x)))
+            x = lm.get_layer("embeddings_dropout")(x)
+            for layer in layers:
+                x = layer(x, decoder_padding_mask=mask)
+            return embedding(lm.get_layer("layer_norm")(x), reverse=True)
+
+        return embedding, rest
+    raise UnsupportedModelError(
+        f"{type(lm).__name__} {lm.name!r} is not a tfkit DecoderLM or a GPT-2 style keras-nlp "
+        "backbone (needs layers token_embedding, position_embedding and blocks)")
+
+
+def token_embeddings(lm: keras.Model) -> tf.Tensor:
+    """The LM's token-embedding table [vocabulary, hidden] (for prompt initialization)."""
+    return _parts(_unwrap(lm))[0].embeddings
+
+
+@keras.utils.register_keras_serializable(package="tfkit")
+class PromptedLM(keras.Model):
+    """Token ids → next-token logits of `lm` with `soft_prompt` prepended (None = no prompt).
+
+    Args:
+        lm: a tfkit `DecoderLM` or a keras-nlp GPT-2 backbone / causal LM; weights are shared.
+        soft_prompt: a `tfkit.layers.SoftPrompt`, or None for the bare LM behind the same
+            token-ids interface.
+        pad_id: token id treated as padding (never attended).
+
+    Example:
+        >>> from tfkit.models import DecoderLM
+        >>> lm = DecoderLM(vocabulary_size=20, sequence_length=16, num_layers=1, hidden_dim=8,
+        ...                num_heads=2, intermediate_dim=16)
+        >>> PromptedLM(lm, SoftPrompt(4))(tf.ones([2, 5], tf.int32)).shape
+        TensorShape([2, 5, 20])
+    """
+
+    def __init__(self, lm: keras.Model, soft_prompt: SoftPrompt | None = None, pad_id: int = 0,
+                 **kwargs):
+        core = _unwrap(lm)
+        embedding, rest = _parts(core)
+        token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+        mask = tf.not_equal(token_ids, pad_id)
+        x = embedding(token_ids)
+        if soft_prompt is not None:
+            x, mask = soft_prompt(x, padding_mask=mask)
+        logits = rest(x, mask)
+        if soft_prompt is not None:
+            logits = logits[:, soft_prompt.num_tokens:]
+        super().__init__(inputs=token_ids, outputs=logits, **kwargs)
+        self.lm = lm
+        self.soft_prompt = soft_prompt
+        self.pad_id = pad_id
+
+    def get_config(self) -> dict:
+        serialize = keras.saving.serialize_keras_object
+        return {"lm": serialize(self.lm), "pad_id": self.pad_id, "name": self.name,
+                "soft_prompt": None if self.soft_prompt is None else serialize(self.soft_prompt)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> PromptedLM:
+        config = dict(config)
+        config["lm"] = keras.saving.deserialize_keras_object(config["lm"])
+        if config.get("soft_prompt") is not None:
+            config["soft_prompt"] = keras.saving.deserialize_keras_object(config["soft_prompt"])
+        return cls(**config)
