@@ -33,6 +33,8 @@ def test_writes_four_variants_and_parity_table(tflite_out):
     assert v["float32"]["accuracy"] == pytest.approx(report["keras"]["accuracy"])
     assert v["float16"]["size_bytes"] < v["float32"]["size_bytes"]
     assert v["int8"]["size_bytes"] < v["float32"]["size_bytes"]
+    # Full-integer int8 tracks Keras (Top-k rewritten as a threshold, see integer_friendly).
+    assert v["int8"]["agreement"] >= 0.9
     assert report["targets"]["dynamic_int8_accuracy_within_1_point"] == (
         v["dynamic_int8"]["accuracy_drop_points"] <= 1.0)
 
@@ -45,6 +47,19 @@ def test_recorded_accuracy_reproduces_on_the_runtime(tflite_out):
     assert model.input_dtype == np.int8 and model.input_shape == (8, 8, 1)
     accuracy = float(np.mean(model.predict(x).argmax(-1) == test.y[:len(x)]))
     assert accuracy == pytest.approx(report["variants"]["int8"]["accuracy"])
+
+
+def test_integer_friendly_copy_computes_the_same_function(vit_run):
+    from tfkit.export import integer_friendly
+    from tfkit.runs import RunDir
+
+    model = RunDir(vit_run, log=None).load_model("topk")
+    copy = integer_friendly(model)
+    assert copy is not model
+    assert all(type(m).__name__ == "ThresholdTopK" for m in copy.submodules
+               if m.name == "top_k")
+    x = load("digits").test.x[:64, :, :, None].astype(np.float32) / 255.0
+    np.testing.assert_allclose(copy(x).numpy(), model(x).numpy(), atol=1e-5)
 
 
 def test_corrupted_truncated_and_foreign_files_raise(tflite_out, tmp_path):

@@ -19,8 +19,8 @@ from tfkit.export.saved_model import (
     signature_summary,
 )
 from tfkit.export.source import ModelSource, resolve_source
-from tfkit.export.tflite import VARIANTS, TFLiteModel, convert
+from tfkit.export.tflite import VARIANTS, TFLiteModel, convert, integer_friendly
 
 __all__ = ["ExportError", "TFLiteModelError", "ImageClassifierModule", "LanguageModelModule",
            "export_saved_model", "serving_module", "signature_summary", "ModelSource",
-           "resolve_source", "VARIANTS", "TFLiteModel", "convert"]
+           "resolve_source", "VARIANTS", "TFLiteModel", "convert", "integer_friendly"]
