@@ -26,6 +26,7 @@ from tfkit.promot.methods import (
     tune_model,
     tune_prompt,
 )
+from tfkit.promot.pipeline import load_preset
 from tfkit.promot.prompted import PromptedLM, UnsupportedModelError, token_embeddings
 from tfkit.promot.tasks import PRETRAIN_TASKS, TARGET_TASKS, Task, World, make_tasks, make_world
 from tfkit.promot.tokenizer import KerasNLPTokenizer, Tokenizer, WordTokenizer
@@ -38,4 +39,4 @@ __all__ = ["encode_episode", "lm_arrays", "prompt_text", "sample_episode", "task
            "tune_prompt", "PromptedLM", "UnsupportedModelError", "token_embeddings",
            "PRETRAIN_TASKS", "TARGET_TASKS", "Task", "World", "make_tasks", "make_world",
            "KerasNLPTokenizer", "Tokenizer", "WordTokenizer", "answer_loss", "make_optimizer",
-           "train_lm"]
+           "train_lm", "load_preset"]
