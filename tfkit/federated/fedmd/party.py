@@ -8,7 +8,8 @@ federated value. Only the class scores on the public alignment set cross TFF.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Party:
     def __init__(self, name: str, model: keras.Model, x_private: np.ndarray,
                  y_private: np.ndarray, *, learning_rate: float = 1e-3,
                  private_batch_size: int = 32, digest_batch_size: int = 256,
-                 predict_batch_size: int = 1024, jit_compile: bool = False, seed: int = 0):
+                 predict_batch_size: int = 256, jit_compile: bool = False, seed: int = 0):
         self.name = name
         self.model = model
         self.x_private = to_float_images(np.asarray(x_private))
@@ -58,29 +59,37 @@ class Party:
         # Two Adam optimizers, as the authors' two compiled models (classifier, logit matcher).
         self.class_optimizer = keras.optimizers.Adam(learning_rate)
         self.digest_optimizer = keras.optimizers.Adam(learning_rate)
+        for opt in (self.class_optimizer, self.digest_optimizer):  # slots exist from the start,
+            opt.build(model.trainable_variables)  # so checkpoints always have one structure
         self._rng = np.random.default_rng(seed)
         ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         variables = model.trainable_variables
+        x_spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        y_spec = tf.TensorSpec([None], tf.int64)
+        logits_spec = tf.TensorSpec([None, model.output_shape[-1]], tf.float32)
 
         def regularization() -> tf.Tensor:
             return tf.add_n(model.losses) if model.losses else tf.constant(0.0)
 
-        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+        @tf.function(jit_compile=jit_compile, input_signature=[x_spec, y_spec], autograph=False)
         def class_step(x, y):
             with tf.GradientTape() as tape:
                 loss = ce(y, model(x, training=True)) + regularization()
-            self.class_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            grads = tape.gradient(loss, variables)
+            self.class_optimizer.apply_gradients(zip(grads, variables, strict=True))
             return loss
 
-        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+        @tf.function(jit_compile=jit_compile, input_signature=[x_spec, logits_spec],
+                     autograph=False)
         def digest_step(x, target):
             with tf.GradientTape() as tape:
                 mae = tf.reduce_mean(tf.abs(model(x, training=True) - target))
                 loss = mae + regularization()
-            self.digest_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            grads = tape.gradient(loss, variables)
+            self.digest_optimizer.apply_gradients(zip(grads, variables, strict=True))
             return mae
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(input_signature=[x_spec], autograph=False)
         def logits_step(x):
             return model(x, training=False)
 
@@ -128,26 +137,23 @@ class Party:
 
     # -- state (for checkpoints) -----------------------------------------------------------------
 
-    def get_state(self) -> dict[str, list[np.ndarray]]:
+    def get_state(self) -> dict[str, Any]:
         """Model weights and both optimizers' slots, as numpy arrays."""
-        for opt in (self.class_optimizer, self.digest_optimizer):
-            if not opt.variables:
-                opt.build(self.model.trainable_variables)
         return {"model": [np.asarray(w) for w in self.model.get_weights()],
                 "class_optimizer": [v.numpy() for v in self.class_optimizer.variables],
                 "digest_optimizer": [v.numpy() for v in self.digest_optimizer.variables],
-                "rng": [np.asarray(self._rng.bit_generator.state["state"]["state"] % 2**63,
-                                   np.int64)]}
+                "rng": json.dumps(self._rng.bit_generator.state)}  # exact shuffling state
 
-    def set_state(self, state: dict[str, Sequence[np.ndarray]]) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:
         self.model.set_weights(list(state["model"]))
         for key, opt in (("class_optimizer", self.class_optimizer),
                          ("digest_optimizer", self.digest_optimizer)):
-            if not opt.variables:
-                opt.build(self.model.trainable_variables)
-            for var, value in zip(opt.variables, state[key]):
+            for var, value in zip(opt.variables, state[key], strict=True):
                 var.assign(value)
-        self._rng = np.random.default_rng(int(np.asarray(state["rng"][0])))
+        rng = state["rng"]
+        rng = rng.item() if isinstance(rng, np.ndarray) else rng
+        self._rng.bit_generator.state = json.loads(rng.decode() if isinstance(rng, bytes)
+                                                   else rng)
 
     def num_parameters(self) -> int:
         return int(sum(np.prod(w.shape) for w in self.model.trainable_weights))

@@ -1,0 +1,180 @@
+"""FedMD: paper CNNs, the TFF process (local and over gRPC workers), faults, resume, demo.
+
+One module so that TensorFlow Federated is imported once (~20 s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_model_saving_test
+from tfkit.backend import set_seed
+from tfkit.errors import TfkitError
+from tfkit.federated import runtime
+from tfkit.federated.fedmd import (
+    PAPER_CNNS,
+    FedMDCNN,
+    Party,
+    WorkerError,
+    alignment_indices,
+    build_fedmd_process,
+    client_arrays,
+    digits_split,
+    paper_cnn,
+    paper_cnns,
+    run_program,
+)
+from tfkit.federated.fedmd.stages import build_consensus_computation
+
+
+def test_paper_cnns_shapes_and_serialization():
+    assert len(PAPER_CNNS) == 10
+    assert PAPER_CNNS[2] == ((128, 512), 0.2) and PAPER_CNNS[9] == ((128, 128, 192), 0.3)
+    x = np.random.default_rng(0).random((2, 28, 28)).astype("float32")
+    two, three = paper_cnn(0, width=0.05), paper_cnn(5, width=0.05)
+    assert two(x).shape == (2, 16) and three(x).shape == (2, 16)
+    # 2-layer: 28 -> 28 (same) -> 28 (pool s1) -> 13 (3x3 s2); 3-layer: 28 -> 14 -> 7 -> 3.
+    assert two.layers[-2].output_shape[-1] == 13 * 13 * two.filters[1]
+    assert three.layers[-2].output_shape[-1] == 3 * 3 * three.filters[2]
+    assert two.layers[-1].use_bias is False and two.losses  # dense without bias, L2
+    cfg = three.get_config()
+    assert FedMDCNN.from_config(cfg).count_params() == three.count_params()
+    run_model_saving_test(three, x)
+    with pytest.raises(ValueError, match="2 or 3 entries"):
+        FedMDCNN((8,), 0.1, num_classes=4)
+
+
+def test_alignment_subsets_are_fresh_and_shared():
+    a1, a1_again, a2 = (alignment_indices(1000, 100, 0, r) for r in (1, 1, 2))
+    np.testing.assert_array_equal(a1, a1_again)
+    assert len(np.unique(a1)) == 100 and not np.array_equal(a1, a2)
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return digits_split(num_parties=3, samples_per_class=3, seed=0)
+
+
+def _parties(scenario, party_cls=Party):
+    """Three tiny heterogeneous parties, pretrained for one epoch on the public digits."""
+    set_seed(0)
+    parties = []
+    models = paper_cnns(3, 10, scenario.input_shape, 0.05)
+    for i, (cid, model) in enumerate(zip(scenario.party_ids, models, strict=True)):
+        x, y = client_arrays(scenario.private, cid)
+        party = party_cls(cid, model, x, y, private_batch_size=5, seed=i)
+        party.fit_labels(scenario.public_x, scenario.public_y, 1, 64)
+        party.train_private(3)
+        parties.append(party)
+    return parties
+
+
+def _process(scenario, parties, **kwargs):
+    return build_fedmd_process(parties, scenario.public_x, alignment_size=200, revisit_epochs=1,
+                               test_data=(scenario.test_x, scenario.test_y), **kwargs)
+
+
+def test_consensus_computation_weighted_mean_and_broadcast():
+    comp = build_consensus_computation(4, 3)
+    assert str(comp.type_signature) == ("(<logits={float32[4,3]}@CLIENTS,weights={float32}"
+                                        "@CLIENTS> -> float32[4,3]@CLIENTS)")
+    logits = [np.full((4, 3), v, np.float32) for v in (1.0, 2.0, 6.0)]
+    with runtime.local_context():
+        out = np.asarray(comp(logits, [1.0, 1.0, 2.0]))
+    np.testing.assert_allclose(out, np.full((4, 3), 3.75))
+
+
+def test_simulation_and_two_workers_agree_and_resume(scenario, tmp_path):
+    parties = _parties(scenario)
+    process = _process(scenario, parties)
+    assert "metrics=<accuracy=float32[3]" in str(process.next.type_signature)
+    with runtime.local_context():
+        local = run_program(process, 2, tmp_path / "local", log=lambda m: None)
+    assert [r["round"] for r in local] == [1, 2]
+    assert all(r["participated"] == [1, 1, 1] for r in local)
+    assert local[0]["bytes_up"] == 3 * 200 * 10 * 4 == local[0]["bytes_down"]
+    assert local[0]["fedavg_bytes_up"] > local[0]["bytes_up"]
+
+    workers = [runtime.start_worker(), runtime.start_worker()]
+    try:
+        parties = _parties(scenario)
+        process = _process(scenario, parties)
+        with runtime.remote_context([w.address for w in workers]):
+            # one round, then a "crash": a new program on the same state directory resumes
+            first = run_program(process, 1, tmp_path / "remote", log=lambda m: None)
+            resumed_parties = _parties(scenario)  # fresh models: state must come from disk
+            logs: list[str] = []
+            both = run_program(_process(scenario, resumed_parties), 2, tmp_path / "remote",
+                               log=logs.append)
+    finally:
+        for w in workers:
+            w.stop()
+    assert any("resumed from the checkpoint of round 1" in m for m in logs)
+    assert both[0] == first[0]
+    np.testing.assert_allclose(first[0]["accuracy"], local[0]["accuracy"])
+    np.testing.assert_allclose(both[1]["accuracy"], local[1]["accuracy"])
+
+
+class _FlakyParty(Party):
+    """Raises in round 1's communicate stage; is slow in round 2's."""
+
+    calls = 0
+
+    def logits(self, x):
+        _FlakyParty.calls += 1
+        if _FlakyParty.calls == 1:
+            raise RuntimeError("disk full")
+        if _FlakyParty.calls == 2:
+            import time
+
+            time.sleep(1.5)
+        return super().logits(x)
+
+
+def test_failing_and_late_parties_are_left_out(scenario, tmp_path):
+    parties = _parties(scenario)
+    parties[1] = _parties(scenario, _FlakyParty)[1]
+    _FlakyParty.calls = 0
+    logs: list[str] = []
+    process = _process(scenario, parties, deadline_s=1.0, log=logs.append)
+    with runtime.local_context():
+        history = run_program(process, 3, tmp_path, log=logs.append)
+    assert [r["participated"] for r in history] == [[1, 0, 1], [1, 0, 1], [1, 1, 1]]
+    assert history[0]["bytes_up"] == 2 * 200 * 10 * 4
+    assert any("party1 failed" in m and "disk full" in m for m in logs)
+    assert any("deadline" in m for m in logs)
+
+
+def test_every_party_failing_and_dead_worker_give_clear_errors(scenario, tmp_path):
+    parties = _parties(scenario)
+    process = _process(scenario, parties, deadline_s=1e-9, log=lambda m: None)
+    with runtime.local_context(), pytest.raises(TfkitError, match="every party failed"):
+        process.next(process.initialize())
+    worker = runtime.start_worker()
+    process = _process(scenario, parties, aggregate_timeout_s=10, log=lambda m: None)
+    with runtime.remote_context([worker.address]):
+        state = process.initialize()
+        worker.process.kill()
+        worker.process.wait()
+        with pytest.raises(WorkerError, match="resume"):
+            process.next(state)
+    worker.stop()
+
+
+def test_demo_preset_end_to_end_and_resume(tmp_path):
+    from tfkit.experiments import fedmd, run_experiment
+
+    config = fedmd.EXPERIMENT.config("demo")
+    results = run_experiment(fedmd.EXPERIMENT, config, tmp_path, log=None)
+    for key in ("rounds", "round0", "upper_bound", "mean_gain", "gap_to_upper_bound"):
+        assert key in results
+    assert len(results["rounds"]) == config.rounds
+    assert set(results["rounds"][0]) >= {"round", "accuracy", "bytes_up", "bytes_down",
+                                         "seconds"}
+    assert len(results["round0"]) == len(results["upper_bound"]) == config.num_parties
+    assert (tmp_path / "report.md").exists() and (tmp_path / "accuracy.png").exists()
+    logs: list[str] = []
+    again = run_experiment(fedmd.EXPERIMENT, config, tmp_path, log=logs.append)
+    assert sum("done earlier" in m for m in logs) == 3
+    assert again["rounds"] == results["rounds"]

@@ -1,0 +1,92 @@
+"""The FedMD federated program: rounds, metric releases and checkpointed program state.
+
+`run_program` drives a process built by `build_fedmd_process` for a number of rounds. After every
+finished round it releases the metrics to `tff.program` release managers (key = round) and saves
+the program state (server state + every party's model and optimizer state) with
+`tff.program.FileProgramStateManager`, so a crashed run resumes at its last finished round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run_program", "to_python"]
+
+
+def to_python(value: Any) -> Any:
+    """Nested numpy / TFF structures -> plain Python lists, numbers and dicts."""
+    if hasattr(value, "items"):
+        return {k: to_python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_python(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _program_state(state: Any, parties: Sequence[Any], history: list[dict]) -> dict:
+    import json
+
+    return {"round": np.int32(state["round"]),
+            "parties": [p.get_state() for p in parties],
+            "history": json.dumps(history)}  # finished rounds' metrics, for the results
+
+
+def run_program(process: Any, rounds: int, state_dir: str | Path,
+                release_managers: Sequence[Any] = (), log: Callable[[str], None] = print
+                ) -> list[dict]:
+    """Runs `rounds` rounds of `process`, resuming from the last state saved in `state_dir`.
+
+    Args:
+        process: from `build_fedmd_process` (its `parties` are restored on resume).
+        rounds: total rounds wanted (rounds already finished in `state_dir` are not redone).
+        state_dir: where `tff.program.FileProgramStateManager` keeps the program state.
+        release_managers: `tff.program.ReleaseManager`s that receive each round's metrics.
+        log: progress messages.
+
+    Returns:
+        The metrics of every round 1..rounds as plain Python dicts (with a `round` key).
+    """
+    import json
+
+    import tensorflow_federated as tff
+
+    parties = process.parties
+    manager = tff.program.FileProgramStateManager(str(state_dir), keep_total=1,
+                                                  keep_first=False)
+    state = process.initialize()
+    history: list[dict] = []
+    structure = _program_state(state, parties, history)
+    saved, version = asyncio.run(manager.load_latest(structure))
+    if saved is not None:
+        for party, party_state in zip(parties, saved["parties"], strict=True):
+            party.set_state(party_state)
+        state = {"round": np.int32(saved["round"])}
+        history = json.loads(_text(saved["history"]))
+        log(f"resumed from the checkpoint of round {version} in {state_dir}")
+    for round_num in range(int(state["round"]) + 1, rounds + 1):
+        state, metrics = process.next(state)
+        record = {"round": round_num, **to_python(metrics)}
+        history.append(record)
+        for release_manager in release_managers:
+            asyncio.run(release_manager.release(metrics, key=round_num))
+        asyncio.run(manager.save(_program_state(state, parties, history), version=round_num))
+        acc = np.asarray(record["accuracy"])
+        log(f"round {round_num}: mean accuracy {acc.mean():.4f} (min {acc.min():.4f}), "
+            f"{record['seconds']:.1f}s, {sum(record['participated'])}/{len(parties)} parties")
+    return history[:rounds]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray):
+        return _text(value.item())
+    return str(value)
