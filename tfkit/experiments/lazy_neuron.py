@@ -73,6 +73,7 @@ class Config:
     prune_sparsity: float = 0.9  # fraction of MLP weights zeroed by magnitude pruning
     prune_epochs: int = 2  # fine-tuning epochs while pruning
     latency_runs: int = 200  # timed invokes per variant and XNNPACK mode
+    tflite_int8: bool = True  # also convert and time dynamic-range int8 variants
     tflite_eval_examples: int = 1000  # test images scored by the TFLite interpreter
 
 
@@ -207,7 +208,8 @@ def _on_device(cfg: Config, run_dir: RunDir, data: tuple) -> dict:
               "both": prune_and_finetune(topk, train, cfg.prune_epochs, cfg.prune_sparsity)}
     n = cfg.tflite_eval_examples
     out = compare_on_device(models, x_te[:n], y_te[:n], sparse_weights=("pruned", "both"),
-                            latency_runs=cfg.latency_runs)
+                            latency_runs=cfg.latency_runs,
+                            quantizations=("float32", "int8") if cfg.tflite_int8 else ("float32",))
     out.update(speedup_summary(out["variants"]))
     out["max_abs_diff"] = max(v["max_abs_diff"] for v in out["variants"]
                               if v["name"] == "topk" and "max_abs_diff" in v)
@@ -320,5 +322,6 @@ EXPERIMENT = Experiment(
           "topk_width": 128, "topk_depth": 1, "topk_divisors": (16,), "label_noise": (0.4,),
           "random_labels": False,
           "severities": (1, 5), "probe_examples": 128, "probe_every_steps": 10,
-          "prune_epochs": 1, "latency_runs": 20, "tflite_eval_examples": 100},
+          "prune_epochs": 1, "latency_runs": 20, "tflite_eval_examples": 100,
+          "tflite_int8": False},
 )

@@ -71,8 +71,13 @@ class TopKTransformerDecoder(keras_nlp.layers.TransformerDecoder):
     """
 
     def __init__(self, top_k: int | None = None, **kwargs):
+        # keras-nlp builds a restored decoder inside __init__; top_k must be set first
+        shapes = (kwargs.pop("decoder_sequence_shape", None),
+                  kwargs.pop("encoder_sequence_shape", None))
         super().__init__(**kwargs)
         self.top_k = None if top_k is None else int(top_k)
+        if shapes[0]:
+            self.build(*shapes)
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         super().build(decoder_sequence_shape, encoder_sequence_shape)

@@ -43,7 +43,8 @@ def _is_top_k(model: keras.Model) -> bool:
 
 def compare_on_device(models: dict[str, keras.Model], x_eval: np.ndarray, y_eval: np.ndarray,
                       sparse_weights: tuple[str, ...] = (), latency_runs: int = 200,
-                      parity_examples: int = 16) -> dict:
+                      parity_examples: int = 16,
+                      quantizations: tuple[str, ...] = ("float32", "int8")) -> dict:
     """Converts each model (float32 and dynamic-range int8) and measures it like a device.
 
     Top-k models are exported in their gathered form (`gathered_top_k`); models named in
@@ -58,7 +59,7 @@ def compare_on_device(models: dict[str, keras.Model], x_eval: np.ndarray, y_eval
     for name, model in models.items():
         export = gathered_top_k(model) if _is_top_k(model) else model
         sparse = name in sparse_weights
-        for quantization in ("float32", "int8"):
+        for quantization in quantizations:
             key = f"{name}/{quantization}"
             flats[key] = to_tflite(export, int8=quantization == "int8", sparse_weights=sparse)
             rows[key] = {"name": name, "quantization": quantization,

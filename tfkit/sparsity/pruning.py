@@ -14,7 +14,8 @@ import tensorflow_model_optimization as tfmot
 from tfkit.backend import keras
 from tfkit.layers import TransformerBlock
 
-__all__ = ["PrunableTransformerBlock", "prune_mlps", "strip_pruning", "pruning_callbacks"]
+__all__ = ["PrunableTransformerBlock", "prune_mlps", "strip_pruning", "pruning_callbacks",
+           "one_shot_prune"]
 
 
 @keras.utils.register_keras_serializable(package="tfkit")
@@ -79,3 +80,25 @@ def strip_pruning(model: keras.Model) -> keras.Model:
 def pruning_callbacks() -> list[keras.callbacks.Callback]:
     """The callback tfmot needs during `fit` to advance the pruning schedule."""
     return [tfmot.sparsity.keras.UpdatePruningStep()]
+
+
+def one_shot_prune(model: keras.Model, sparsity: float = 0.9,
+                   block_size: tuple[int, int] = (4, 1)) -> keras.Model:
+    """A copy of `model` with the smallest-magnitude MLP kernel blocks zeroed, no fine-tuning.
+
+    For latency studies and as a starting point; `prune_mlps` + fine-tuning keeps accuracy.
+    """
+    import numpy as np
+
+    from tfkit.sparsity.measure import feed_forward_layers
+    from tfkit.sparsity.tflite import _copy_model
+
+    copy = _copy_model(model)
+    bi, bo = block_size
+    for _, ff in feed_forward_layers(copy):
+        for dense in (ff.intermediate_dense, ff.output_dense):
+            w = dense.kernel.numpy()
+            blocks = np.abs(w).reshape(w.shape[0] // bi, bi, w.shape[1] // bo, bo).mean((1, 3))
+            keep = blocks > np.quantile(blocks, sparsity)
+            dense.kernel.assign(w * np.repeat(np.repeat(keep, bi, 0), bo, 1))
+    return copy

@@ -1,0 +1,28 @@
+from tfkit.experiments import get, run_experiment
+
+
+def test_demo_runs_end_to_end_and_resumes(tmp_path):
+    exp = get("lazy-neuron")
+    cfg = exp.config("demo")
+    results = run_experiment(exp, cfg, tmp_path, log=None)
+    assert {"sparsity", "topk", "dense", "tflite"} <= set(results)
+    models = {r["model"] for r in results["sparsity"]}
+    assert models == {"vit", "lm"}
+    for row in results["sparsity"]:
+        assert set(row) == {"model", "width", "depth", "split", "nonzero_fraction_per_layer"}
+        assert all(0 < f <= 1 for f in row["nonzero_fraction_per_layer"])
+    k = results["topk"][0]
+    assert k["k"] == cfg.topk_width // cfg.topk_divisors[0]
+    assert max(k["nonzero_fraction_test"]) <= k["k"] / cfg.topk_width + 1e-9
+    assert set(k) >= {"k", "accuracy", "ece", "noisy_label_accuracy"}
+    assert set(results["dense"]) >= {"accuracy", "ece", "noisy_label_accuracy"}
+    t = results["tflite"]
+    assert t["max_abs_diff"] <= 1e-4
+    assert t["speedup"] == t["dense_ms"] / t["sparse_ms"]
+    assert (tmp_path / "report.md").exists() and (tmp_path / "sparsity_vit.png").exists()
+    assert (tmp_path / "models" / "topk.keras").exists()
+
+    logs = []
+    again = run_experiment(exp, cfg, tmp_path, log=logs.append)
+    assert again["topk"] == results["topk"]
+    assert not any("running" in line for line in logs)

@@ -1,0 +1,30 @@
+import numpy as np
+
+from tfkit.backend import tf
+from tfkit.models import ViT
+from tfkit.sparsity.on_device import compare_on_device, prune_and_finetune, speedup_summary
+from tfkit.sparsity.tflite import to_tflite
+
+
+def test_block_pruning_reaches_target_and_shrinks_tflite():
+    model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
+                intermediate_dim=64, channels=1, activation="relu", top_k=8)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    pruned = prune_and_finetune(model, train, epochs=2, sparsity=0.75)
+    block = pruned.get_layer("block_0")
+    kernel = block.feed_forward.intermediate_dense.kernel.numpy()  # [16, 64]
+    assert abs((kernel == 0).mean() - 0.75) < 0.05
+    blocks = (kernel.reshape(4, 4, 64) == 0).all(axis=1) | (kernel.reshape(4, 4, 64) != 0).all(1)
+    assert blocks.all()  # whole (4, 1) blocks are zero or kept
+    assert np.count_nonzero(model.get_layer("block_0").feed_forward.intermediate_dense
+                            .kernel.numpy() == 0) == 0  # the original is untouched
+    assert len(to_tflite(pruned, sparse_weights=True)) < len(to_tflite(pruned))
+    out = compare_on_device({"dense": model, "both": pruned}, x[:8], y[:8],
+                            sparse_weights=("both",), latency_runs=4)
+    assert [v["name"] for v in out["variants"]] == ["dense", "dense", "both", "both"]
+    assert all(v.get("max_abs_diff", 0) <= 1e-4 for v in out["variants"])
+    summary = speedup_summary(out["variants"])
+    assert summary["speedup"] == summary["dense_ms"] / summary["sparse_ms"]
