@@ -199,7 +199,7 @@ EXPERIMENT = Experiment(
     quick={"width": 0.25, "public_size": 5000, "public_epochs": 2, "rounds": 4,
            "alignment_size": 1000, "upper_bound_epochs": 10},
     # Embedded digits: public 0-4, private/test 5-9; four tiny CNNs; under a minute.
-    demo={"scenario": "digits", "num_parties": 4, "samples_per_class": 5, "width": 0.125,
-          "public_epochs": 5, "private_epochs": 10, "upper_bound_epochs": 10, "rounds": 3,
+    demo={"scenario": "digits", "num_parties": 4, "samples_per_class": 3, "width": 0.125,
+          "public_epochs": 5, "private_epochs": 10, "upper_bound_epochs": 10, "rounds": 5,
           "alignment_size": 300, "revisit_epochs": 4},
 )
