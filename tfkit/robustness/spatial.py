@@ -21,8 +21,8 @@ def rotate(images: tf.Tensor, degrees: float) -> tf.Tensor:
     rows, cols = _ops.pixel_grid(images)
     cy, cx = (h - 1) / 2, (w - 1) / 2
     a = math.radians(degrees)
-    src_r = cy + (rows - cy) * math.cos(a) - (cols - cx) * math.sin(a)
-    src_c = cx + (rows - cy) * math.sin(a) + (cols - cx) * math.cos(a)
+    src_r = cy + (rows - cy) * math.cos(a) + (cols - cx) * math.sin(a)
+    src_c = cx - (rows - cy) * math.sin(a) + (cols - cx) * math.cos(a)
     return _ops.bilinear_sample(images, src_r, src_c, fill=0.0)
 
 

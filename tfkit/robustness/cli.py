@@ -1,0 +1,98 @@
+"""`tfkit eval robustness`: run the robustness suites on a user's saved model.
+
+    tfkit eval robustness --model my_model.keras --data cifar10 --suite corruptions,adversarial
+
+The model may be a `.keras` / `.h5` file, a Keras SavedModel directory, or any TF SavedModel
+with a `serving_default` signature that maps float [0, 1] images [B, H, W, C] to logits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfkit import datasets
+from tfkit.backend import keras, tf
+from tfkit.errors import TfkitError
+from tfkit.robustness import registry
+from tfkit.runs import markdown_table, write_json
+
+__all__ = ["eval_command", "load_model"]
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """A Keras model when the file/directory holds one, else the SavedModel's serving function
+    wrapped as a predict_fn (images -> logits)."""
+    import tfkit.layers  # noqa: F401  (registers tfkit's serializable layers and models)
+    import tfkit.models  # noqa: F401
+
+    path = Path(path)
+    if not path.exists():
+        raise TfkitError(f"model {str(path)!r} does not exist")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as keras_error:  # not a Keras artifact: try a plain SavedModel
+        if not (path / "saved_model.pb").exists():
+            raise TfkitError(f"cannot load {str(path)!r} as a Keras model "
+                             f"({type(keras_error).__name__}: {keras_error})") from None
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise TfkitError(f"SavedModel {str(path)!r} has no serving_default signature; "
+                         f"signatures: {list(loaded.signatures)}")
+    (input_name, spec), = signature.structured_input_signature[1].items()
+
+    def predict_fn(x: tf.Tensor) -> tf.Tensor:
+        out = signature(**{input_name: tf.cast(x, spec.dtype)})
+        return next(iter(out.values()))
+
+    predict_fn.input_shape = tuple(spec.shape)  # for the shape check below
+    predict_fn.keep_alive = loaded  # the signature's variables live as long as `loaded`
+    return predict_fn
+
+
+def _check_shape(model: Any, images: np.ndarray) -> None:
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, list):
+        shape = shape[0]
+    if not shape:
+        return
+    want, have = tuple(shape[1:]), images.shape[1:]
+    if len(want) != len(have) or any(w not in (None, h) for w, h in zip(want, have, strict=True)):
+        raise TfkitError(f"the model expects images of shape {want}, the dataset has {have}")
+
+
+def eval_command(model: str, data: str, suites: list[str], data_dir: str | None = None,
+                 limit: int = 1000, out: str | os.PathLike | None = None, seed: int = 0) -> int:
+    """Loads `model` and `data`, runs clean + `suites` on `limit` test images, prints a table
+    and writes results.json (to `out`, a folder or a .json path). Returns the exit code."""
+    suites = [s.strip() for s in suites if s.strip()]
+    unknown = [s for s in suites if s not in registry.SUITES]
+    if unknown:
+        raise registry.UnknownEvaluatorError(
+            f"unknown suite(s) {unknown}; valid: {', '.join(registry.SUITES)}")
+    dataset = datasets.load(data, data_dir)
+    if not isinstance(dataset, datasets.ImageDataset):
+        raise TfkitError(f"{data!r} is not an image dataset")
+    images = dataset.test.x[:limit].astype(np.float32) / 255.0
+    images = images[..., None] if images.ndim == 3 else images
+    labels = dataset.test.y[:limit]
+    predictor = load_model(model)
+    _check_shape(predictor, images)
+    options = {name: {"seed": seed} for name in ("corruptions", "adversarial", "patch")}
+    print(f"tfkit eval robustness: {model} on {len(images)} {data} test images, suites "
+          f"{', '.join(suites)}", flush=True)
+    results = registry.run(predictor, (images, labels), ["clean", *suites], options,
+                           log=lambda line: print(line, flush=True))
+    rows = [[k, v] for k, v in results.items() if isinstance(v, float)]
+    print(markdown_table(rows, ["metric", "value"]))
+    if out is not None:
+        out = Path(out)
+        target = out if out.suffix == ".json" else out / "results.json"
+        write_json(target, {"model": str(model), "data": data, "examples": len(images),
+                            "seed": seed, "results": results})
+        print(f"results: {target}")
+    return 0
