@@ -70,18 +70,22 @@ class ImageClassifierModule(tf.Module):
         @tf.function(input_signature=[
             tf.TensorSpec([None, height, width, channels], tf.uint8, name="images")])
         def serving_default(images: tf.Tensor) -> dict[str, tf.Tensor]:
-            # Signatures called through TF Serving do not enforce the static shape: check it.
-            tf.debugging.assert_equal(
+            # Signatures called through TF Serving do not enforce the static shape: check it
+            # before any model op runs (control dependency), so this is the error users see.
+            ok = tf.debugging.assert_equal(
                 tf.shape(images)[1:], [height, width, channels],
                 message=f"images must be uint8 [batch, {height}, {width}, {channels}]; resize "
                         "them or call the classify_any_size signature")
-            return predict(images)
+            with tf.control_dependencies([ok]):
+                return predict(tf.identity(images))
 
         @tf.function(input_signature=[
             tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")])
         def classify_any_size(images: tf.Tensor) -> dict[str, tf.Tensor]:
-            tf.debugging.assert_equal(tf.shape(images)[3], channels,
-                                      message=f"images must have {channels} channel(s)")
+            ok = tf.debugging.assert_equal(tf.shape(images)[3], channels,
+                                           message=f"images must have {channels} channel(s)")
+            with tf.control_dependencies([ok]):
+                images = tf.identity(images)
             resized = tf.image.resize(images, [height, width], antialias=True)
             return predict(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8))
 
@@ -115,17 +119,22 @@ class LanguageModelModule(tf.Module):
         self.model_weights = list(model.weights)
         vocabulary = int(model.output_shape[-1])
 
-        def check(token_ids: tf.Tensor) -> None:
-            tf.debugging.assert_less_equal(
-                tf.shape(token_ids)[1], sequence_length,
-                message=f"token_ids may hold at most {sequence_length} tokens per row")
-            tf.debugging.assert_non_negative(token_ids, message="token ids must be >= 0")
-            tf.debugging.assert_less(token_ids, vocabulary,
-                                     message=f"token ids must be < {vocabulary} (vocabulary)")
+        def check(token_ids: tf.Tensor) -> tf.Tensor:
+            """`token_ids`, once its length and id range are checked (clear errors first)."""
+            checks = [
+                tf.debugging.assert_less_equal(
+                    tf.shape(token_ids)[1], sequence_length,
+                    message=f"token_ids may hold at most {sequence_length} tokens per row"),
+                tf.debugging.assert_non_negative(token_ids, message="token ids must be >= 0"),
+                tf.debugging.assert_less(token_ids, vocabulary,
+                                         message=f"token ids must be < {vocabulary} "
+                                                 "(vocabulary)")]
+            with tf.control_dependencies(checks):
+                return tf.identity(token_ids)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
         def serving_default(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-            check(token_ids)
+            token_ids = check(token_ids)
             logits = model(token_ids, training=False)
             real = tf.cast(tf.not_equal(token_ids, pad_id), tf.int32)
             length = tf.shape(token_ids)[1]
@@ -137,7 +146,8 @@ class LanguageModelModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids"),
                                       tf.TensorSpec([], tf.int32, name="max_new_tokens")])
         def generate(token_ids: tf.Tensor, max_new_tokens: tf.Tensor) -> dict[str, tf.Tensor]:
-            check(token_ids)
+            token_ids = check(token_ids)
+
             def step(i, ids):
                 logits = model(ids[:, -sequence_length:], training=False)
                 nxt = tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)
