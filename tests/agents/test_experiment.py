@@ -1,0 +1,32 @@
+"""The rest-react experiment's demo preset end to end, and resume."""
+
+import json
+
+from tfkit.experiments import get, run_experiment
+
+
+def test_demo_preset_runs_and_resumes(tmp_path):
+    exp = get("rest-react")
+    cfg = exp.config("demo")
+    logs: list[str] = []
+    results = run_experiment(exp, cfg, tmp_path, log=logs.append)
+    names = [(r["name"], r["model"]) for r in results["iterations"]]
+    assert names == [("initial", "L"), ("gen1", "L"), ("gen1", "S"), ("gen1", "XS")]
+    row = results["iterations"][0]
+    for key in ("params", "dev_accuracy_mean", "dev_accuracy_std", "test_accuracy_mean"):
+        assert key in row
+    assert set(results["process"]) == {"parse_failure_rate", "searches_per_question",
+                                       "budget_exhausted_rate", "citation_validity"}
+    sizes = {r["model"]: r["params"] for r in results["iterations"]}
+    assert sizes["XS"] < sizes["S"] < sizes["L"]
+    lines = (tmp_path / "trajectories.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert len(lines) == cfg.train_questions and first["steps"][0]["samples"]
+    assert {"ranking", "target"} & set().union(*(s.keys() for s in first["steps"])) or \
+        all(s["chosen"] is None for s in first["steps"])
+    assert (tmp_path / "report.md").exists() and (tmp_path / "accuracy.png").exists()
+    # a second run into the same folder reuses every stage
+    logs.clear()
+    again = run_experiment(exp, cfg, tmp_path, log=logs.append)
+    assert not any(line.endswith(": running") for line in logs)
+    assert again["iterations"] == results["iterations"]
