@@ -1,0 +1,63 @@
+import json
+
+import numpy as np
+import pytest
+
+from tfkit.backend import tf
+from tfkit.models import ViT
+from tfkit.robustness import metrics, registry
+from tfkit.robustness.cli import eval_command
+
+
+def test_metrics():
+    labels = np.array([0, 1, 1, 0])
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+    assert metrics.accuracy(logits, labels) == 0.5
+    confident = np.log(np.array([[0.999, 0.001]] * 4))
+    assert metrics.expected_calibration_error(confident, np.zeros(4)) < 0.01
+    assert metrics.expected_calibration_error(confident, np.ones(4)) > 0.99
+    base = {"fog": [0.8, 0.6], "snow": [0.9, 0.5]}
+    assert metrics.mce(base, base) == pytest.approx(1.0)
+    better = {"fog": [0.9, 0.8], "snow": [0.95, 0.75]}
+    assert metrics.mce(better, base) < 1.0
+    assert metrics.relative_mce(base, 1.0, base, 1.0) == pytest.approx(1.0)
+    assert metrics.mean_corruption_accuracy(base) == pytest.approx(0.7)
+
+
+def test_registry_names_and_errors():
+    assert {"clean", "corruptions", "adversarial", "spatial", "patch", "layers"} <= set(
+        registry.names())
+    with pytest.raises(registry.UnknownEvaluatorError, match="valid: clean, corruptions"):
+        registry.get("noise")
+    with pytest.raises(registry.UnknownEvaluatorError, match="unknown suite"):
+        registry.run(lambda x: x, (np.zeros((1, 8, 8, 1)), [0]), ["bogus"])
+
+
+def test_evaluators_on_a_predict_fn_yield_named_values():
+    x = np.random.default_rng(0).random((16, 8, 8, 1)).astype(np.float32)
+    y = np.arange(16) % 10
+    weights = tf.random.stateless_normal([64, 10], [1, 2])
+    fn = lambda images: tf.reshape(images, [-1, 64]) @ weights  # any differentiable callable
+    results = registry.run(fn, (x, y), ["clean", "patch", "spatial"],
+                           {"patch": {"patch_size": 2}, "spatial": {"rotations": (0, 10),
+                                                                     "translations": (0,)}})
+    assert set(results) >= {"clean/accuracy", "clean/ece", "patch/shuffle", "patch/drop/4",
+                            "spatial/rotation_translation"}
+    assert all(0 <= v <= 1 for v in results.values())
+    assert results["spatial/rotation"] <= results["clean/accuracy"]  # the grid includes 0°
+    again = registry.run(fn, (x, y), ["patch"], {"patch": {"patch_size": 2}})
+    assert again == {k: v for k, v in results.items() if k.startswith("patch/")}
+
+
+def test_eval_command_on_a_saved_model(tmp_path):
+    model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=8, num_heads=2,
+                intermediate_dim=16, channels=1)
+    model.save(tmp_path / "m.keras")
+    code = eval_command(str(tmp_path / "m.keras"), "digits", ["layers"], limit=32,
+                        out=tmp_path / "out")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert code == 0 and "layers/remove_block/0" in results and "cka/all" in results
+    tf.saved_model.save(model, str(tmp_path / "sm"))  # a plain SavedModel: input suites only
+    assert eval_command(str(tmp_path / "sm"), "digits", ["patch"], limit=16) == 0
+    with pytest.raises(registry.UnknownEvaluatorError):
+        eval_command(str(tmp_path / "m.keras"), "digits", ["texture"], limit=16)
