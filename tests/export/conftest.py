@@ -46,6 +46,9 @@ def lm_run(tmp_path_factory) -> Path:
     lm = DecoderLM(vocabulary_size=24, sequence_length=12, num_layers=1, hidden_dim=16,
                    num_heads=2, intermediate_dim=32)
     lm(np.ones((1, 4), np.int32))
-    RunDir(path, log=None).save_model(lm, "lm", {"kind": "language_model",
-                                                  "dataset": "embedded-text", "primary": True})
+    words = ["<pad>", "<unk>", *"abcdefghijklmnopqrstuv"]  # 24 ids, as tfkit.promot describes
+    RunDir(path, log=None).save_model(lm, "lm", {
+        "kind": "language_model", "primary": True,
+        "tokenizer": {"type": "word", "split": "whitespace", "pad_id": 0, "unk_id": 1,
+                      "vocabulary": words}})
     return path

@@ -99,6 +99,9 @@ def test_fresh_process_without_tfkit_runs_every_signature(vit_export, lm_export)
         out = lm.signatures["generate"](token_ids=tf.constant([[3, 4]]),
                                         max_new_tokens=tf.constant(5))
         assert out["token_ids"].shape == (1, 7)
+        out = lm.signatures["complete_text"](text=tf.constant(["a b", "c zz d"]),
+                                             max_new_tokens=tf.constant(2))
+        assert out["completion"].dtype == tf.string and out["token_ids"].shape == (2, 5)
         assert "tfkit" not in sys.modules, "the SavedModel pulled in tfkit"
         print("ok")
         """)
@@ -141,6 +144,19 @@ def test_language_model_next_token_and_padding(lm_run, lm_export):
     # Row 0 is right-padded: its next token comes from position 2, row 1's from position 4.
     np.testing.assert_allclose(out["next_token_logits"].numpy(),
                                np.stack([want[0, 2], want[1, 4]]), atol=1e-5)
+
+
+def test_in_graph_word_tokenizer_matches_token_id_generation(lm_export):
+    lm = tf.saved_model.load(str(lm_export))
+    text = lm.signatures["complete_text"](text=tf.constant(["a b", "c zz d"]),
+                                          max_new_tokens=tf.constant(3))
+    # "a"=2, "b"=3, "c"=4, "d"=5, unknown "zz"=1; shorter prompts are left-padded.
+    ids = lm.signatures["generate"](token_ids=tf.constant([[0, 2, 3], [4, 1, 5]]),
+                                    max_new_tokens=tf.constant(3))["token_ids"].numpy()
+    np.testing.assert_array_equal(text["token_ids"].numpy(), ids)
+    words = ["<pad>", "<unk>", *"abcdefghijklmnopqrstuv"]
+    expected = [" ".join(words[i] for i in row[3:] if i != 0) for row in ids]
+    assert [s.decode() for s in text["completion"].numpy()] == expected
 
 
 def test_source_resolution_errors(vit_run, tmp_path):

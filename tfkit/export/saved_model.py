@@ -107,14 +107,20 @@ class LanguageModelModule(tf.Module):
         generate: `token_ids` int32 [batch, length] (left-padded or equal-length prompts) and
             `max_new_tokens` int32 scalar → `token_ids` [batch, length + max_new_tokens],
             greedy decoding; the model sees at most its last `sequence_length` tokens.
+        complete_text (only with a word tokenizer in the meta, as tfkit.promot saves):
+            `text` string [batch] and `max_new_tokens` → `completion` string [batch] (the
+            generated words) and `token_ids`; tokenization runs in-graph.
 
     Args:
         model: the Keras LM.
         sequence_length: the longest window the model accepts (its position table).
         pad_id: the padding token id.
+        tokenizer: the meta's tokenizer description; `{"type": "word", "vocabulary": [...],
+            "unk_id": 1}` adds the `complete_text` signature.
     """
 
-    def __init__(self, model: Any, sequence_length: int, pad_id: int = 0):
+    def __init__(self, model: Any, sequence_length: int, pad_id: int = 0,
+                 tokenizer: dict | None = None):
         super().__init__(name="language_model")
         self.model_weights = list(model.weights)
         vocabulary = int(model.output_shape[-1])
@@ -146,8 +152,9 @@ class LanguageModelModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids"),
                                       tf.TensorSpec([], tf.int32, name="max_new_tokens")])
         def generate(token_ids: tf.Tensor, max_new_tokens: tf.Tensor) -> dict[str, tf.Tensor]:
-            token_ids = check(token_ids)
+            return {"token_ids": greedy(check(token_ids), max_new_tokens)}
 
+        def greedy(token_ids: tf.Tensor, max_new_tokens: tf.Tensor) -> tf.Tensor:
             def step(i, ids):
                 logits = model(ids[:, -sequence_length:], training=False)
                 nxt = tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)
@@ -156,13 +163,47 @@ class LanguageModelModule(tf.Module):
             _, ids = tf.while_loop(lambda i, _: i < max_new_tokens, step, [0, token_ids],
                                    shape_invariants=[tf.TensorShape([]),
                                                      tf.TensorShape([None, None])])
-            return {"token_ids": ids}
+            return ids
 
         self.serving_default = serving_default
         self.generate = generate
+        self.complete_text = None
+        if tokenizer and tokenizer.get("type") == "word" and tokenizer.get("vocabulary"):
+            self.word_table, self.complete_text = _word_completion(tokenizer, pad_id, greedy)
 
     def signatures(self) -> dict[str, Any]:
-        return {"serving_default": self.serving_default, "generate": self.generate}
+        out = {"serving_default": self.serving_default, "generate": self.generate}
+        if self.complete_text is not None:
+            out["complete_text"] = self.complete_text
+        return out
+
+
+def _word_completion(tokenizer: dict, pad_id: int, greedy: Any) -> tuple[Any, Any]:
+    """The `complete_text` signature: whitespace word tokenizer in-graph (tfkit.promot's
+    `WordTokenizer`: id = position in `vocabulary`, unknown words -> `unk_id`)."""
+    words = tf.constant(list(tokenizer["vocabulary"]), tf.string)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(words, tf.range(tf.size(words), dtype=tf.int32)),
+        default_value=int(tokenizer.get("unk_id", 1)))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                  tf.TensorSpec([], tf.int32, name="max_new_tokens")])
+    def complete_text(text: tf.Tensor, max_new_tokens: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids = table.lookup(tf.strings.split(text))  # ragged [batch, words]
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        right = ids.to_tensor(pad_id)
+        width = tf.shape(right)[1]
+        # Left-pad (prompts end together, so generation appends at the same position).
+        source = tf.range(width)[None, :] - (width - lengths)[:, None]
+        left = tf.where(source >= 0, tf.gather(right, tf.maximum(source, 0), batch_dims=1),
+                        pad_id)
+        out = greedy(left, max_new_tokens)
+        new = out[:, width:]
+        new_words = tf.ragged.boolean_mask(tf.gather(words, new), tf.not_equal(new, pad_id))
+        return {"completion": tf.strings.reduce_join(new_words, axis=1, separator=" "),
+                "token_ids": out}
+
+    return table, complete_text
 
 
 def infer_kind(model: Any, meta: dict) -> str:
@@ -189,7 +230,9 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
         if not length:
             raise ExportError("language model meta lacks \"sequence_length\" and the model has "
                               "no sequence_length attribute")
-        return LanguageModelModule(model, int(length), int(meta.get("pad_id", 0)))
+        tokenizer = meta.get("tokenizer") if isinstance(meta.get("tokenizer"), dict) else None
+        pad_id = meta.get("pad_id", (tokenizer or {}).get("pad_id", 0))
+        return LanguageModelModule(model, int(length), int(pad_id), tokenizer)
     raise ExportError(f"cannot export models of kind {kind!r}")
 
 
