@@ -22,7 +22,7 @@ from tfkit.runs import RunDir
 from tfkit.training import fit_resumable
 
 MODELS = ("vit", "resnet")
-SUITES = ("clean", "corruptions", "adversarial", "spatial", "patch", "layers", "cka")
+SUITES = ("clean", "corruptions", "adversarial", "spatial", "patch", "layers")  # layers: + CKA
 
 
 @dataclass(frozen=True)
