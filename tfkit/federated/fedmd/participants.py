@@ -38,6 +38,8 @@ class FedMDCNN(keras.Model):
         input_shape: image shape (H, W) or (H, W, C); 2-D shapes get a channel axis.
         l2: L2 weight of the final dense layer (the paper: 1e-3).
         seed: seed of the dropout layers, so that runs with the same seed match exactly.
+        bn_momentum: BatchNormalization momentum (0.99 = Keras' default, the paper's). Short
+            runs need a lower value, or inference uses unconverged moving statistics.
 
     Example:
         >>> model = FedMDCNN((16, 32), 0.2, num_classes=16, input_shape=(28, 28))
@@ -47,7 +49,7 @@ class FedMDCNN(keras.Model):
 
     def __init__(self, filters: Sequence[int], dropout: float, num_classes: int,
                  input_shape: Sequence[int] = (28, 28), l2: float = 1e-3, seed: int = 0,
-                 **kwargs):
+                 bn_momentum: float = 0.99, **kwargs):
         filters, input_shape = tuple(int(f) for f in filters), tuple(int(s) for s in input_shape)
         if len(filters) not in (2, 3):
             raise ValueError(f"filters must have 2 or 3 entries (2- or 3-layer CNN), got {filters}")
@@ -56,7 +58,7 @@ class FedMDCNN(keras.Model):
 
         def block(x, n, kernel, strides, padding, index):
             x = keras.layers.Conv2D(n, kernel, strides=strides, padding=padding)(x)
-            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
             x = keras.layers.ReLU()(x)
             return keras.layers.Dropout(dropout, seed=seed * 10 + index)(x)
 
@@ -78,11 +80,12 @@ class FedMDCNN(keras.Model):
         self.input_shape_ = input_shape  # `input_shape` is a read-only Keras property
         self.l2 = l2
         self.seed = seed
+        self.bn_momentum = bn_momentum
 
     def get_config(self) -> dict:
         return {"filters": self.filters, "dropout": self.dropout, "num_classes": self.num_classes,
                 "input_shape": self.input_shape_, "l2": self.l2, "seed": self.seed,
-                "name": self.name}
+                "bn_momentum": self.bn_momentum, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None) -> FedMDCNN:
@@ -90,7 +93,7 @@ class FedMDCNN(keras.Model):
 
 
 def paper_cnn(index: int, num_classes: int = 16, input_shape: Sequence[int] = (28, 28),
-              width: float = 1.0, seed: int = 0) -> FedMDCNN:
+              width: float = 1.0, seed: int = 0, bn_momentum: float = 0.99) -> FedMDCNN:
     """The paper's CNN number `index` (0-9); `width` scales every layer's filters (1.0 = paper).
     """
     if not 0 <= index < len(PAPER_CNNS):
@@ -99,11 +102,11 @@ def paper_cnn(index: int, num_classes: int = 16, input_shape: Sequence[int] = (2
     scaled = tuple(max(4, int(round(f * width))) for f in filters)
     kind = f"{len(filters)}L" + "_".join(map(str, scaled))
     return FedMDCNN(scaled, dropout, num_classes, input_shape, seed=seed + index,
-                    name=f"party{index}_cnn{kind}")
+                    bn_momentum=bn_momentum, name=f"party{index}_cnn{kind}")
 
 
 def paper_cnns(count: int = 10, num_classes: int = 16, input_shape: Sequence[int] = (28, 28),
-               width: float = 1.0, seed: int = 0) -> list[FedMDCNN]:
+               width: float = 1.0, seed: int = 0, bn_momentum: float = 0.99) -> list[FedMDCNN]:
     """The first `count` paper CNNs (cycling through the ten when `count` > 10)."""
-    return [paper_cnn(i % len(PAPER_CNNS), num_classes, input_shape, width, seed + 100 * (i // 10))
-            for i in range(count)]
+    return [paper_cnn(i % len(PAPER_CNNS), num_classes, input_shape, width,
+                      seed + 100 * (i // 10), bn_momentum) for i in range(count)]
