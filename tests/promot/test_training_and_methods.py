@@ -20,10 +20,10 @@ from tfkit.promot.pipeline import load_preset
 CFG = TuningConfig(prompt_tokens=4, prompt_steps=3, model_steps=3, batch_size=4)
 
 
-def _data(tasks, tok, name="entail", count=16):
+def _data(tasks, tok, name="entail", count=16, length=16):
     rng = np.random.default_rng(0)
     episodes = [sample_episode(tasks[name], 0, rng) for _ in range(count)]
-    return lm_arrays(episodes, tok, 16, loss_on="query")
+    return lm_arrays(episodes, tok, length, loss_on="query")
 
 
 def test_answer_loss_ignores_unweighted_tokens():
@@ -85,7 +85,8 @@ def test_promot_on_a_local_keras_nlp_preset(tmp_path, world_tasks_tokenizer):
     folder = tmp_path / "preset"
     folder.mkdir()
     backbone, tok = load_preset(tiny_gpt2_preset(folder))
-    data = _data(tasks, tok, count=4)
+    data = _data(tasks, tok, count=4, length=60)  # character-level BPE: ~40 tokens
+    assert data["w"].sum() > 0
     before = [w.copy() for w in backbone.get_weights()]
     prompt = promot(backbone, data, CFG, tmp_path / "run", pad_id=tok.pad_id)
     changed = [np.abs(a - b).max() > 0 for a, b in zip(before, backbone.get_weights(),
