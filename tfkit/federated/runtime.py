@@ -245,11 +245,16 @@ def serve_worker(port: int) -> int:
     proc = subprocess.Popen([str(worker_binary_path()), f"--port={port}"],
                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
 
+    stopping: list[float] = []
+
     def forward(signum: int, frame: Any) -> None:
         proc.send_signal(signal.SIGINT)
+        stopping.append(time.time())
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     while proc.poll() is None:
+        if stopping and time.time() - stopping[0] > 5.0:  # the worker ignored SIGINT
+            proc.kill()
         time.sleep(0.2)
     return int(proc.returncode or 0)

@@ -36,9 +36,14 @@ class TopKActivation(keras.layers.Layer):
         width = inputs.shape[-1]
         if width is not None and self.k >= width:
             return inputs
-        _, indices = tf.math.top_k(inputs, k=self.k, sorted=False)
-        depth = tf.shape(inputs)[-1]
-        mask = tf.reduce_sum(tf.one_hot(indices, depth, dtype=inputs.dtype), axis=-2)
+        # Scatter ones at the top-k positions: O(tokens * k) memory, exactly k per position.
+        shape = tf.shape(inputs)
+        flat = tf.reshape(inputs, [-1, shape[-1]])
+        _, indices = tf.math.top_k(flat, k=self.k, sorted=False)
+        rows = tf.broadcast_to(tf.range(tf.shape(flat)[0])[:, None], tf.shape(indices))
+        coords = tf.reshape(tf.stack([rows, indices], axis=-1), [-1, 2])
+        ones = tf.ones([tf.shape(coords)[0]], inputs.dtype)
+        mask = tf.reshape(tf.scatter_nd(coords, ones, tf.shape(flat)), shape)
         return inputs * tf.stop_gradient(mask)
 
     def compute_output_shape(self, input_shape):
