@@ -79,3 +79,11 @@ def test_partitioners():
     assert sum(map(len, by_writer)) == 6
     for p in by_writer:  # no writer split across clients
         assert all(set(groups[p]).isdisjoint(groups[q]) for q in by_writer if q is not p)
+
+
+def test_sample_is_seeded_and_not_the_first_rows():
+    y = np.repeat(np.arange(10), 100)  # class-sorted, like the shared CIFAR-10 copy
+    split = d.Split(np.zeros((1000, 2, 2), np.uint8), y)
+    a, b = split.sample(200, seed=1), split.sample(200, seed=1)
+    assert (a.y == b.y).all() and len(np.unique(a.y)) == 10
+    assert split.sample(5000) is split

@@ -32,6 +32,13 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def sample(self, n: int, seed: int = 0) -> Split:
+        """A seeded random subset of `n` examples (all when n ≥ len). Use it rather than the
+        first n: some copies are sorted by class (the shared CIFAR-10 files are)."""
+        if n >= len(self):
+            return self
+        return self.take(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
     def take(self, indices: np.ndarray) -> Split:
         g = None if self.groups is None else self.groups[indices]
         return Split(self.x[indices], self.y[indices], g)

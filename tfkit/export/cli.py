@@ -32,8 +32,8 @@ def saved_model_parity(model: Any, meta: dict, path: str | os.PathLike,
                        data_dir: str | os.PathLike | None = None) -> dict:
     """Runs the exported `serving_default` beside Keras; held-out accuracy where data exists.
 
-    Image models get the first 1,000 test images of `meta["dataset"]` (random images when the
-    data is absent); language models get random token ids.
+    Image models get 1,000 seeded random test images of `meta["dataset"]` (random images when
+    the data is absent); language models get random token ids.
     """
     from tfkit.backend import tf
 
@@ -48,7 +48,7 @@ def saved_model_parity(model: Any, meta: dict, path: str | os.PathLike,
                 "checked_on": f"8 random sequences of {length} token ids"}
     try:
         slices = image_slices(meta, _input_shape(model), data_dir, calibration_size=1)
-        images, labels, what = slices.test_x, slices.test_y, f"first {len(slices.test_y)} " \
+        images, labels, what = slices.test_x, slices.test_y, f"{len(slices.test_y)} sampled " \
                                                              f"test images of {slices.dataset}"
     except (DataError, ExportError) as e:
         images = rng.integers(0, 256, size=(32, *_input_shape(model)), dtype=np.uint8)

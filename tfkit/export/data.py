@@ -51,9 +51,9 @@ def image_slices(meta: dict, shape: tuple[int, int, int], data_dir: str | os.Pat
         meta: the model's meta; `dataset` names the data it was trained on.
         shape: the model's input (H, W, C).
         data_dir: folder with the dataset files (else `$TFKIT_DATA_DIR`).
-        test_size: held-out examples (the first ones of the test split, a fixed slice).
+        test_size: held-out examples (a seeded random sample of the test split).
         calibration_size: training examples for int8 calibration, drawn with `seed`.
-        seed: seed of the calibration draw.
+        seed: seed of the held-out and calibration draws.
     """
     import tfkit.datasets as datasets
 
@@ -66,6 +66,6 @@ def image_slices(meta: dict, shape: tuple[int, int, int], data_dir: str | os.Pat
         raise ExportError(f"dataset {name!r} is not an image dataset")
     rng = np.random.default_rng(seed)
     calib = rng.choice(len(data.train), min(calibration_size, len(data.train)), replace=False)
-    n = min(test_size, len(data.test))
-    return ImageSlices(name, fit_images(data.test.x[:n], shape), data.test.y[:n],
+    held_out = data.test.sample(test_size, seed)  # not the first n: CIFAR files are sorted
+    return ImageSlices(name, fit_images(held_out.x, shape), held_out.y,
                        fit_images(data.train.x[np.sort(calib)], shape))

@@ -94,7 +94,7 @@ def parity_markdown(report: dict) -> str:
                                   "max abs diff (logits)", "ms/image (1 thread)"], digits=4)
     targets = "\n".join(f"- {k}: {'met' if ok else 'MISSED'}"
                         for k, ok in report["targets"].items())
-    return (f"Held-out slice: first {report['examples']} test examples of "
+    return (f"Held-out slice: {report['examples']} test examples (seeded random sample) of "
             f"`{report['dataset']}`; TFLite runs on the on-device interpreter at batch 1.\n\n"
             f"{table}\nTargets:\n{targets}\n")
 

@@ -77,9 +77,10 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     dataset = datasets.load(data, data_dir)
     if not isinstance(dataset, datasets.ImageDataset):
         raise TfkitError(f"{data!r} is not an image dataset")
-    images = dataset.test.x[:limit].astype(np.float32) / 255.0
+    test = dataset.test.sample(limit, seed)  # a random sample: some copies are class-sorted
+    images = test.x.astype(np.float32) / 255.0
     images = images[..., None] if images.ndim == 3 else images
-    labels = dataset.test.y[:limit]
+    labels = test.y
     predictor = load_model(model)
     _check_shape(predictor, images)
     options = {name: {"seed": seed} for name in ("corruptions", "adversarial", "patch")}
