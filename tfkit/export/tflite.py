@@ -54,8 +54,9 @@ def _threshold_top_k_class() -> type:
 def integer_friendly(model: Any) -> Any:
     """A copy of `model` whose Top-k activations survive full-integer quantization.
 
-    `tfkit.layers.TopKActivation` builds its mask with ONE_HOT, which the int8 TFLite kernels
-    get wrong (measured: rmse ~127 quantization steps, accuracy collapsing to chance). The copy
+    `tfkit.layers.TopKActivation` builds an exact-k mask (ONE_HOT when this was measured, a
+    SCATTER_ND now); int8 TFLite got the ONE_HOT form wrong (rmse ~127 quantization steps,
+    accuracy collapsing to chance), and a float mask has no int8 kernel to trust. The copy
     keeps entries >= the k-th largest value instead: the same output except that ties at the
     k-th value all survive. Models without Top-k are returned unchanged.
     """
