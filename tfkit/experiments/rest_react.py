@@ -64,6 +64,8 @@ class Config:
     ablations: bool = True  # trajectories 1x/2x/4x, ranker vs perplexity targets, self-checks
     strategy: str = "default"  # default | mirrored | tpu
     mixed_precision: bool = True  # only takes effect on GPU
+    jit_compile: bool = True  # XLA KV-cache decoding: ~1 s of compiling per model and batch
+    # shape, repaid over a full run's thousands of decode calls (not at demo/quick size)
 
     def agent(self, model: str = "L", self_checks: bool = True) -> AgentConfig:
         samples = self.xs_num_samples if model == "XS" else self.num_samples
@@ -93,10 +95,10 @@ EXPERIMENT = Experiment(
            "demo_questions": 100, "xs_num_samples": 8, "eval_runs": 3, "epochs_initial": 8,
            "epochs": 3, "learning_rate": 3e-3, "sequence_length": 192,
            "l_spec": (2, 72, 4, 288), "s_spec": (2, 24, 2, 96), "xs_spec": (1, 4, 2, 8),
-           "ablations": False},
+           "ablations": False, "jit_compile": False},
     demo={"people": 40, "cities": 16, "countries": 6, "companies": 12, "train_questions": 24,
           "dev_questions": 8, "test_questions": 8, "demo_questions": 24, "num_samples": 2,
           "xs_num_samples": 2, "eval_runs": 1, "epochs_initial": 2, "epochs": 1,
           "generations": 1, "ablations": False, "l_spec": (1, 32, 2, 64),
-          "s_spec": (1, 16, 2, 32), "xs_spec": (1, 8, 2, 16)},
+          "s_spec": (1, 16, 2, 32), "xs_spec": (1, 8, 2, 16), "jit_compile": False},
 )

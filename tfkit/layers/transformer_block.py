@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
+
 from tfkit.backend import keras, tf
 from tfkit.layers.feed_forward import FeedForward
 
@@ -105,12 +107,12 @@ class TransformerBlock(keras.layers.Layer):
         offset = 0
         if cache is not None:
             offset = tf.cast(cache_index, tf.int32)
-            max_len, q_len = tf.shape(cache)[3], tf.shape(k)[2]
-            pads = [[0, 0], [0, 0], [offset, max_len - offset - q_len], [0, 0]]
-            region = tf.pad(tf.ones_like(k[..., :1]), pads) > 0
-            k = tf.where(region, tf.pad(k, pads), cache[:, 0])
-            v = tf.where(region, tf.pad(v, pads), cache[:, 1])
-            cache = tf.stack([k, v], axis=1)
+            # Write this call's keys/values at `offset` in place (XLA-compilable, unlike a pad
+            # by a traced amount); the zero start indices must share the offset's dtype.
+            zero = tf.zeros([], tf.int32)
+            start = tf.stack([zero, zero, zero, offset, zero])
+            cache = dynamic_update_slice(cache, tf.stack([k, v], axis=1), start)
+            k, v = cache[:, 0], cache[:, 1]
         scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.head_dim)
         mask = self._mask(tf.shape(q)[2], tf.shape(k)[2], offset, attention_mask, padding_mask)
         if mask is not None:

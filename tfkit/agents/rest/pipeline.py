@@ -95,7 +95,7 @@ class _Runner:
         return self.run.stage(f"train_{name}", fn)
 
     def lm(self, name: str) -> KerasLM:
-        return KerasLM(self.model(name), self.tokenizer())
+        return KerasLM(self.model(name), self.tokenizer(), jit_compile=self.cfg.jit_compile)
 
     def evaluate(self, name: str, size: str, dev: bool = True, self_checks: bool = True) -> dict:
         def fn():
