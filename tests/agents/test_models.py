@@ -27,9 +27,11 @@ def test_tokenizer_round_trip_and_unknown_words():
     assert WordTokenizer.from_json(tok.to_json()).vocabulary == tok.vocabulary
 
 
-def test_greedy_kv_cache_decoding_matches_full_forward_passes_with_left_padding(tiny):
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_greedy_kv_cache_decoding_matches_full_forward_passes_with_left_padding(tiny,
+                                                                               jit_compile):
     tok, model = tiny
-    sampler = KVCacheSampler(model, eos_id=-1)
+    sampler = KVCacheSampler(model, eos_id=-1, jit_compile=jit_compile)
     prompt = tok.encode("hello world foo bar")
     padded = np.array([[0, 0, 0] + prompt, [0] * 3 + prompt], np.int32)
     tokens, logprob, count = sampler(padded, 6, 0.0)
