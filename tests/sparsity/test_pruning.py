@@ -28,3 +28,30 @@ def test_block_pruning_reaches_target_and_shrinks_tflite():
     assert all(v.get("max_abs_diff", 0) <= 1e-4 for v in out["variants"])
     summary = speedup_summary(out["variants"])
     assert summary["speedup"] == summary["dense_ms"] / summary["sparse_ms"]
+
+
+def test_prune_neurons_drops_the_laziest_and_keeps_the_function():
+    from tfkit.sparsity.on_device import prune_neurons_and_finetune
+    from tfkit.sparsity.pruning import neuron_importance, prune_neurons
+
+    model = ViT(image_size=8, patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+                intermediate_dim=64, channels=1, activation="relu")
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 8, 8, 1)).astype("float32")
+    lazy = rng.permutation(64)[:48]  # these neurons contribute nothing: zero rows of V
+    for block in model.blocks:
+        ff = block.feed_forward
+        ff.intermediate_dense.bias.assign(np.ones(64, "float32"))  # the others always fire
+        v = ff.output_dense.kernel.numpy()
+        v[lazy] = 0.0
+        ff.output_dense.kernel.assign(v)
+    scores = neuron_importance(model, x)
+    assert all((s[lazy] == 0).all() and (np.delete(s, lazy) > 0).all() for s in scores)
+    narrow = prune_neurons(model, 0.25, x)
+    assert narrow.get_config()["intermediate_dim"] == 16
+    assert narrow.blocks[1].feed_forward.output_dense.kernel.shape == (16, 16)
+    np.testing.assert_allclose(narrow(x).numpy(), model(x).numpy(), atol=1e-5)
+    assert len(to_tflite(narrow, batch_size=1)) < len(to_tflite(model, batch_size=1))
+    train = tf.data.Dataset.from_tensor_slices((x, rng.integers(0, 10, 32))).batch(16)
+    tuned = prune_neurons_and_finetune(model, train, epochs=1, sparsity=0.5, probe_batches=1)
+    assert tuned.get_config()["intermediate_dim"] == 32

@@ -22,7 +22,12 @@ from tfkit.models import DecoderLM, ViT
 from tfkit.runs import RunDir
 from tfkit.sparsity import SparsityMonitor, evaluate_classifier, nonzero_fraction
 from tfkit.sparsity.evaluation import symmetric_label_noise
-from tfkit.sparsity.on_device import compare_on_device, prune_and_finetune, speedup_summary
+from tfkit.sparsity.on_device import (
+    compare_on_device,
+    prune_and_finetune,
+    prune_neurons_and_finetune,
+    speedup_summary,
+)
 from tfkit.sparsity.report import write_report
 from tfkit.training import fit_resumable
 
@@ -70,7 +75,7 @@ class Config:
     probe_every_steps: int = 100  # over-training probe interval (optimizer steps)
     # on-device (TFLite)
     tflite_divisor: int = 16  # the Top-k model exported: k = d_ff / tflite_divisor
-    prune_sparsity: float = 0.9  # fraction of MLP weights zeroed by magnitude pruning
+    prune_sparsity: float = 0.9  # fraction of MLP weights zeroed (block) / neurons removed
     prune_epochs: int = 2  # fine-tuning epochs while pruning
     latency_runs: int = 200  # timed invokes per variant and XNNPACK mode
     tflite_int8: bool = True  # also convert and time dynamic-range int8 variants
@@ -194,7 +199,8 @@ def _train_lm(cfg: Config, run_dir: RunDir, text: tuple, name: str, width: int,
 
 
 def _on_device(cfg: Config, run_dir: RunDir, data: tuple) -> dict:
-    """Dense, Top-k, pruned and both as TFLite; saves the Top-k (primary) and dense models."""
+    """Dense, Top-k, block-pruned, both, and neuron-pruned as TFLite (static batch 1); saves
+    the Top-k (primary) and dense models."""
     import tfkit.layers  # noqa: F401  (registers the layers for load_model)
 
     x_tr, y_tr, x_te, y_te, _, class_names = data
@@ -205,7 +211,9 @@ def _on_device(cfg: Config, run_dir: RunDir, data: tuple) -> dict:
     set_seed(cfg.seed)
     models = {"dense": dense, "topk": topk,
               "pruned": prune_and_finetune(dense, train, cfg.prune_epochs, cfg.prune_sparsity),
-              "both": prune_and_finetune(topk, train, cfg.prune_epochs, cfg.prune_sparsity)}
+              "both": prune_and_finetune(topk, train, cfg.prune_epochs, cfg.prune_sparsity),
+              "neurons": prune_neurons_and_finetune(dense, train, cfg.prune_epochs,
+                                                    cfg.prune_sparsity)}
     n = cfg.tflite_eval_examples
     out = compare_on_device(models, x_te[:n], y_te[:n], sparse_weights=("pruned", "both"),
                             latency_runs=cfg.latency_runs,
@@ -313,7 +321,7 @@ EXPERIMENT = Experiment(
            "lm_hidden_dim": 64, "lm_widths": (128, 256, 512), "lm_depths": (1, 2),
            "lm_sequence_length": 64, "lm_train_windows": 4000, "lm_epochs": 2,
            "topk_width": 512, "topk_depth": 2, "probe_examples": 256, "probe_every_steps": 25,
-           "prune_epochs": 1, "latency_runs": 100, "tflite_eval_examples": 300},
+           "prune_epochs": 1, "latency_runs": 100, "tflite_eval_examples": 1000},
     demo={"image_dataset": "digits", "train_examples": 2000, "test_examples": 500,
           "patch_size": 2, "hidden_dim": 32, "num_heads": 2, "vit_widths": (32, 128),
           "vit_depths": (1,), "epochs": 3, "batch_size": 64, "text_dataset": "embedded-text",

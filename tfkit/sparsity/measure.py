@@ -66,6 +66,29 @@ def _count_nonzeros(layers: list[tuple[str, FeedForward]], counts: dict[str, lis
             object.__delattr__(ff, "call")
 
 
+@contextlib.contextmanager
+def _record_activations(layers: list[tuple[str, FeedForward]], sums: dict[str, np.ndarray]
+                        ) -> Iterator[None]:
+    """While active, each eager FeedForward call adds its activations, summed over tokens, to
+    `sums[name]` (one entry per neuron); the layer's output is untouched."""
+    originals = []
+    for name, ff in layers:
+        original = ff.call
+
+        def probe(x, *args, _name=name, _ff=ff, _original=original, **kwargs):
+            h = tf.reshape(_ff.intermediate(x), [-1, _ff.intermediate_dim])
+            sums[_name] += tf.reduce_sum(h, axis=0).numpy()
+            return _original(x, *args, **kwargs)
+
+        originals.append(ff)
+        object.__setattr__(ff, "call", probe)  # instance-level; bypasses Keras tracking
+    try:
+        yield
+    finally:
+        for ff in originals:
+            object.__delattr__(ff, "call")
+
+
 def as_batches(data: Any, batch_size: int = 128) -> Iterable[Any]:
     """Inputs only, batched: accepts arrays, `(x, y)` tuples of arrays, or a `tf.data` dataset."""
     if isinstance(data, tf.data.Dataset):

@@ -5,17 +5,25 @@ MLP kernels (K and V) as the prunable weights; fine-tune it with `pruning_callba
 `strip_pruning` and convert with `to_tflite(..., sparse_weights=True)`. The default block
 (4, 1) of a Keras kernel [in, out] is TFLite's 1x4 block of the [out, in] FULLY_CONNECTED
 weight, the shape its float sparse kernel runs; use (16, 1) for int8 weights.
+
+`prune_neurons(model, keep_fraction, data)` is structured pruning instead: it removes the
+laziest MLP neurons (smallest mean activation times the norm of their row of V, on `data`)
+and returns a narrower model of the same class. Its TFLite file is a dense, narrower MLP
+that XNNPACK runs whole, which block-sparse weights (not delegable to XNNPACK) cannot match.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tfkit.backend import keras
 from tfkit.layers import TransformerBlock
 
 __all__ = ["PrunableTransformerBlock", "prune_mlps", "strip_pruning", "pruning_callbacks",
-           "one_shot_prune"]
+           "one_shot_prune", "neuron_importance", "prune_neurons"]
 
 
 @keras.utils.register_keras_serializable(package="tfkit")
@@ -88,8 +96,6 @@ def one_shot_prune(model: keras.Model, sparsity: float = 0.9,
 
     For latency studies and as a starting point; `prune_mlps` + fine-tuning keeps accuracy.
     """
-    import numpy as np
-
     from tfkit.sparsity.measure import feed_forward_layers
     from tfkit.sparsity.tflite import _copy_model
 
@@ -102,3 +108,62 @@ def one_shot_prune(model: keras.Model, sparsity: float = 0.9,
             keep = blocks > np.quantile(blocks, sparsity)
             dense.kernel.assign(w * np.repeat(np.repeat(keep, bi, 0), bo, 1))
     return copy
+
+
+def neuron_importance(model: keras.Model, data: Any, batch_size: int = 128) -> list[np.ndarray]:
+    """Per MLP layer, each neuron's summed activation on `data` times the norm of its row of V.
+
+    `Σ_t h_tj · ||V_j||` ranks neuron j by the size of its contribution to the MLP output over
+    the tokens of `data`: 0 for a neuron that never fires. Returns one [intermediate_dim] array
+    per FeedForward (ReLU-like activations; the ranking is what matters).
+    """
+    from tfkit.sparsity.measure import _record_activations, as_batches, feed_forward_layers
+
+    layers = feed_forward_layers(model)
+    sums = {name: np.zeros(ff.intermediate_dim) for name, ff in layers}
+    with _record_activations(layers, sums):
+        for x in as_batches(data, batch_size):
+            model(x, training=False)
+    return [sums[name] * np.linalg.norm(ff.output_dense.kernel.numpy(), axis=1)
+            for name, ff in layers]
+
+
+def prune_neurons(model: keras.Model, keep_fraction: float, data: Any) -> keras.Model:
+    """A narrower copy of `model` keeping the `keep_fraction` most important MLP neurons.
+
+    Args:
+        model: a tfkit model with an `intermediate_dim` config entry (ViT, DecoderLM) whose
+            FeedForwards all have that width.
+        keep_fraction: fraction of the d_ff neurons kept per layer (at least 1).
+        data: inputs that rank the neurons (`neuron_importance`), e.g. ~500 training examples.
+
+    Returns:
+        A model of the same class with `intermediate_dim = round(keep_fraction * d_ff)`; the
+        kept neurons' columns of K, entries of its bias and rows of V are copied, every other
+        weight unchanged. Fine-tune it to recover accuracy.
+    """
+    from tfkit.sparsity.measure import feed_forward_layers
+
+    config = model.get_config()
+    if "intermediate_dim" not in config:
+        raise ValueError(f"prune_neurons needs a model with an `intermediate_dim` config entry, "
+                         f"got {type(model).__name__}")
+    width = int(config["intermediate_dim"])
+    keep = max(1, round(keep_fraction * width))
+    narrow = model.__class__.from_config({**config, "intermediate_dim": keep})
+    selected = {}  # id(variable) -> (kept indices, axis)
+    for score, (_, ff) in zip(neuron_importance(model, data), feed_forward_layers(model),
+                              strict=True):
+        kept = np.sort(np.argsort(-score, kind="stable")[:keep])
+        selected[id(ff.intermediate_dense.kernel)] = (kept, 1)
+        selected[id(ff.intermediate_dense.bias)] = (kept, 0)
+        selected[id(ff.output_dense.kernel)] = (kept, 0)
+    weights = []
+    for variable in model.weights:
+        value = variable.numpy()
+        if id(variable) in selected:
+            kept, axis = selected[id(variable)]
+            value = np.take(value, kept, axis=axis)
+        weights.append(value)
+    narrow.set_weights(weights)
+    return narrow

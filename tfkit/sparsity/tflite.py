@@ -82,7 +82,8 @@ def gathered_top_k(model: keras.Model) -> keras.Model:
     return copy
 
 
-def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = False) -> bytes:
+def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = False,
+              batch_size: int | None = None) -> bytes:
     """Converts `model` to a TFLite flatbuffer.
 
     Args:
@@ -90,8 +91,18 @@ def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = Fal
         int8: dynamic-range int8 weights (`Optimize.DEFAULT`, no representative data).
         sparse_weights: store sparse (pruned) weights in TFLite's sparse format so sparse
             FULLY_CONNECTED kernels run them (`Optimize.EXPERIMENTAL_SPARSITY`).
+        batch_size: fix the batch dimension (1 on a device). A static shape lets the converter
+            fold the shape arithmetic of every Dense on 3-D input (SHAPE/GATHER/PACK ops) and
+            lets XNNPACK take the whole graph: 2.2x faster for a small ViT at batch 1. `None`
+            keeps the batch dynamic.
     """
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if batch_size is None:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    else:
+        spec = tf.TensorSpec([batch_size, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+        forward = tf.function(lambda x: model(x, training=False))
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [forward.get_concrete_function(spec)], model)
     optimizations = []
     if int8:
         optimizations.append(tf.lite.Optimize.DEFAULT)
