@@ -65,6 +65,11 @@ def test_format_specialization_and_normalization(world_tasks_tokenizer):
     assert normalized_score(tasks["sentiment"], 50.0) == 0.0
     outputs = {"fact_qa": [("x", "y")], "word_map": [("a b", "c d")]}
     assert format_specialization(tasks["entail"], outputs, tasks) == 0.0
+    # an answer that starts in the target's format counts, even if more words follow
+    entail = tasks["entail"]
+    assert entail.starts_in_format("True ripa") and not entail.in_format("True ripa")
+    rambling = {"fact_qa": [("True ripa", "y"), ("ripa True", "y")]}
+    assert format_specialization(entail, rambling, tasks) == 50.0
     # outputs of a task answered in the target's own format do not count as specialization
     foreign = tasks["translate"]
     outputs = {"word_map": [("a b", tasks["word_map"].example(

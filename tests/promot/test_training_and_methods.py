@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tests.promot.conftest import tiny_gpt2_preset
 from tfkit.backend import tf
@@ -34,6 +35,19 @@ def test_answer_loss_ignores_unweighted_tokens():
                       axis=1)
     np.testing.assert_allclose(a.numpy(), answer_loss(noisy, y, [[0.0, 1.0, 0.0]]).numpy(),
                                rtol=1e-6)
+
+
+def test_make_optimizer_schedules():
+    var = tf.Variable(1.0)
+    constant = make_optimizer("adam", 1e-3, 20, schedule="constant")
+    cosine = make_optimizer("adam", 1e-3, 20)
+    for optimizer in (constant, cosine):
+        for _ in range(20):
+            optimizer.apply_gradients([(tf.constant(1.0), var)])
+    assert abs(float(constant.learning_rate) - 1e-3) < 1e-9
+    assert 1e-4 <= float(cosine.learning_rate) < 1.2e-4  # decayed to 10 % at the last step
+    with pytest.raises(ValueError, match="schedule"):
+        make_optimizer("adam", 1e-3, 20, schedule="linear")
 
 
 def test_train_lm_resumes_to_the_same_weights(tiny_lm, world_tasks_tokenizer, tmp_path):

@@ -55,8 +55,9 @@ class Config:
     prompt_steps: int = 600
     prompt_optimizer: str = "adafactor"
     prompt_learning_rate: float = 0.3   # the paper's stage-1 rate (Adafactor, param-scaled)
-    model_steps: int = 600
+    model_steps: int = 3000          # fine-tune to convergence and beyond, as the paper does
     model_learning_rate: float = 1e-3   # the paper's stage-2 rate (Adam here)
+    model_schedule: str = "constant"    # fine-tune at a fixed rate to convergence (T5-style)
     finetune_batch_size: int = 32
     eval_queries: int = 200          # k-shot queries per task and k
 
@@ -105,7 +106,7 @@ EXPERIMENT = Experiment(
     run=run,
     headline=headline,
     quick={"pretrain_steps": 3000, "pretrain_episodes": 30000, "num_layers": 2,
-           "hidden_dim": 64, "intermediate_dim": 128, "prompt_steps": 300, "model_steps": 300,
+           "hidden_dim": 64, "intermediate_dim": 128, "prompt_steps": 300, "model_steps": 2000,
            "finetune_examples": 2000, "eval_queries": 100,
            "methods": "prompt_tuning,standard_ft,promot,joint"},
     demo={"pretrain_steps": 250, "pretrain_episodes": 3000, "num_layers": 1, "hidden_dim": 32,

@@ -103,7 +103,9 @@ def normalized_score(task: Task, score: float) -> float:
 
 def format_specialization(target: Task, outputs: Mapping[str, Sequence[tuple[str, str]]],
                           tasks: Mapping[str, Task]) -> float:
-    """Share (%) of other tasks' outputs written in `target`'s answer format.
+    """Share (%) of other tasks' outputs that start in `target`'s answer format (the paper's
+    "answers True/False to TriviaQA": the first answer word is one of the target's answer
+    words, e.g. True/False after fine-tuning on `entail`).
 
     Tasks whose own correct answers are in that format (e.g. another translation task) are left
     out, since answering them in it is not a sign of specialization.
@@ -115,7 +117,7 @@ def format_specialization(target: Task, outputs: Mapping[str, Sequence[tuple[str
         refs_in_format = np.mean([target.in_format(r) for _, r in pairs]) if pairs else 1.0
         if refs_in_format > 0.5:
             continue
-        hits += [target.in_format(p) for p, _ in pairs]
+        hits += [target.starts_in_format(p) for p, _ in pairs]
     return 100.0 * float(np.mean(hits)) if hits else 0.0
 
 

@@ -45,6 +45,8 @@ class TuningConfig:
         model_steps: stage-2 (and standard fine-tuning) steps.
         model_optimizer: "adam" or "adafactor".
         model_learning_rate: 1e-3 as in the paper.
+        model_schedule: Adam's learning-rate schedule (either stage): "constant" (T5-style
+            fine-tuning to convergence) or "cosine" (decayed to 10 %).
         batch_size: sequences per step.
         seed: batch order and prompt initialization.
     """
@@ -58,6 +60,7 @@ class TuningConfig:
     model_steps: int = 400
     model_optimizer: str = "adam"
     model_learning_rate: float = 1e-3
+    model_schedule: str = "constant"
     batch_size: int = 32
     seed: int = 0
 
@@ -85,7 +88,7 @@ def new_prompt(lm: keras.Model, cfg: TuningConfig, name: str = "soft_prompt") ->
 
 
 def _train(model, variables, data, steps, optimizer_name, lr, cfg, directory, log, seed_offset):
-    optimizer = make_optimizer(optimizer_name, lr, steps)
+    optimizer = make_optimizer(optimizer_name, lr, steps, schedule=cfg.model_schedule)
     return train_lm(model, variables, data, steps=steps, batch_size=cfg.batch_size,
                     optimizer=optimizer, checkpoint_dir=directory, seed=cfg.seed + seed_offset,
                     log=log)

@@ -100,6 +100,12 @@ class Task:
         words = answer.split()
         return bool(words) and all(w in self.answer_vocab for w in words)
 
+    def starts_in_format(self, answer: str) -> bool:
+        """Whether `answer`'s first word is one of this task's answer words (an output that
+        begins "True ..." is in `entail`'s format even if the model rambles on)."""
+        words = answer.split()
+        return bool(words) and words[0] in self.answer_vocab
+
 
 def _pick(rng: np.random.Generator, pool: tuple[str, ...], n: int = 1,
           replace: bool = False) -> list[str]:

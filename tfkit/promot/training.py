@@ -28,10 +28,13 @@ def answer_loss(logits: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf
     return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def make_optimizer(name: str, learning_rate: float, steps: int,
-                   warmup: int = 0) -> keras.optimizers.Optimizer:
-    """Adam (linear warm-up, then cosine decay to 10 %) or Adafactor (parameter-scaled steps).
+def make_optimizer(name: str, learning_rate: float, steps: int, warmup: int = 0,
+                   schedule: str = "cosine") -> keras.optimizers.Optimizer:
+    """Adam or Adafactor (parameter-scaled steps, constant rate).
 
+    Adam's rate follows `schedule`: "cosine" (linear warm-up, then cosine decay to 10 %; used for
+    pretraining) or "constant" (T5-style fine-tuning at a fixed rate, so training to convergence
+    keeps pushing the task's answers, as in the paper's fine-tuning runs).
     Adafactor with `relative_step=False` scales each update by the parameter's RMS, which is why
     the paper's prompt-tuning rate of 0.3 is usable with it; Adam needs ~100x less.
     """
@@ -39,6 +42,10 @@ def make_optimizer(name: str, learning_rate: float, steps: int,
         return keras.optimizers.Adafactor(learning_rate, relative_step=False, jit_compile=False)
     if name != "adam":
         raise ValueError(f"optimizer must be 'adam' or 'adafactor', not {name!r}")
+    if schedule == "constant":
+        return keras.optimizers.Adam(learning_rate, jit_compile=False)
+    if schedule != "cosine":
+        raise ValueError(f"schedule must be 'cosine' or 'constant', not {schedule!r}")
     decay = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else learning_rate, max(steps - warmup, 1), alpha=0.1,
         warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
