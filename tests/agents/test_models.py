@@ -98,3 +98,29 @@ def test_callable_lm_truncates_at_stop_and_scores():
     lm = CallableLM(lambda p, t, n, s: ("Pass()\nmore", -1.5), score_fn=lambda p, c: -2.0)
     [[s]] = lm.generate(["x"], stop=("\n",))
     assert s.text == "Pass()" and s.logprob == -1.5 and lm.score(["x"], ["y"]) == [-2.0]
+
+
+def test_keras_nlp_causal_lm_adapter_generates_and_scores():
+    keras_nlp = pytest.importorskip("keras_nlp")
+    from tfkit.agents.lm import KerasNLPLM
+
+    # A toy byte-level BPE; the end token must not be id 0, GPT-2's padding id.
+    vocab = {"!": 0, "air": 1, "\u0120air": 2, "plane": 3, "\u0120at": 4, "port": 5,
+             "<|endoftext|>": 6}
+    merges = ["\u0120 a", "\u0120 t", "a i", "p l", "n e", "\u0120a t", "p o", "r t", "ai r",
+              "pl a", "po rt", "\u0120ai r", "pla ne"]
+    tokenizer = keras_nlp.models.GPT2Tokenizer(vocabulary=vocab, merges=merges)
+    backbone = keras_nlp.models.GPT2Backbone(vocabulary_size=7, num_layers=1, num_heads=2,
+                                             hidden_dim=8, intermediate_dim=16,
+                                             max_sequence_length=32)
+    lm = KerasNLPLM(keras_nlp.models.GPT2CausalLM(
+        backbone=backbone,
+        preprocessor=keras_nlp.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=16)))
+    rows = lm.generate(["airplane at", "air"], num_samples=3, temperature=1.0,
+                       max_new_tokens=4, seed=1)
+    assert [len(r) for r in rows] == [3, 3]
+    samples = [s for r in rows for s in r]
+    assert any(s.text for s in samples)  # it really generates past the prompt
+    assert all(len(tokenizer(s.text)) <= 4 for s in samples)
+    s = next(s for s in rows[0] if s.text)
+    assert lm.score(["airplane at"], [s.text])[0] == pytest.approx(s.logprob, rel=1e-5)

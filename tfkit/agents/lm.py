@@ -85,6 +85,11 @@ class CallableLM:
         return [float(self.score_fn(p, c)) for p, c in zip(prompts, continuations, strict=True)]
 
 
+def _as_str(text) -> str:
+    text = text.numpy() if hasattr(text, "numpy") else text
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
 class KerasNLPLM:
     """Any keras-nlp `CausalLM` (with its preprocessor) as a LanguageModel.
 
@@ -109,8 +114,14 @@ class KerasNLPLM:
         lengths = [len(lm.preprocessor.tokenizer(p)) for p in prompts]
         max_length = max(lengths) + max_new_tokens + 2
         texts = lm.generate(flat, max_length=max_length)
-        texts = [t.decode() if isinstance(t, bytes) else str(t) for t in list(texts)]
-        conts = [truncate_at_stop(t[len(p):], stop) for t, p in zip(texts, flat, strict=True)]
+        texts = [_as_str(t) for t in list(texts)]
+        tokenizer = lm.preprocessor.tokenizer
+        conts = []
+        for t, p in zip(texts, flat, strict=True):
+            ids = tokenizer(t[len(p):])  # rows share one max_length: cap each at its budget
+            if len(ids) > max_new_tokens:
+                t = p + _as_str(tokenizer.detokenize(ids[:max_new_tokens]))
+            conts.append(truncate_at_stop(t[len(p):], stop))
         logps = self.score(flat, conts)
         samples = [Sample(c, lp, max(1, len(lm.preprocessor.tokenizer(c))))
                    for c, lp in zip(conts, logps, strict=True)]
