@@ -56,7 +56,7 @@ class KVCacheSampler:
         return x + tf.cast(table, x.dtype)
 
     def _logits(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(self.head(self.norm(x))[:, -1], tf.float32)
+        return tf.cast(self.head(self.norm(x[:, -1:]))[:, 0], tf.float32)  # last position only
 
     def decode(self, prompt_ids, max_new_tokens, temperature, seed):
         """(tokens [B, max_new], logprob [B], num_tokens [B]) for left-padded `prompt_ids`."""
