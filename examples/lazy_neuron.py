@@ -33,8 +33,10 @@ print("nonzero fraction per MLP layer:", nonzero_fraction(model, x_test))
 print("over training:", [round(sum(h["nonzero_fraction_per_layer"]) / 2, 3)
                          for h in monitor.history])
 
-# TFLite: top_k + gather + a k-wide matmul instead of the dense second matmul.
-flat = to_tflite(gathered_top_k(model))
+# TFLite at a static batch of 1 (as on a device): top_k + gather + a k-wide matmul instead of
+# the dense second matmul.
+flat = to_tflite(gathered_top_k(model), batch_size=1)
 print("max |Keras - TFLite|:", max_abs_diff(model, flat, x_test[:32]))
 print("batch-1 latency, XNNPACK on:", latency_ms(flat, x_test[:1]))
-print("int8 size:", len(to_tflite(gathered_top_k(model), int8=True)), "bytes vs", len(flat))
+print("int8 size:", len(to_tflite(gathered_top_k(model), int8=True, batch_size=1)), "bytes vs",
+      len(flat))
