@@ -115,7 +115,12 @@ images; LM hidden {cfg.lm_hidden_dim}) and trained on a 2-core CPU.
                             "mean corrupted acc.", "nonzero % (test)"])}
 Corruptions: Gaussian noise and blur at CIFAR-10-C severities {list(cfg.severities)}.
 
-## 3. On-device (TFLite, batch 1, 1 thread; latency in ms, median / p90)
+## 3. On-device (TFLite, static batch 1, 1 thread; latency in ms, median / p90)
+
+pruned: {cfg.prune_sparsity:.0%} of the MLP weights zeroed in 1x4 blocks (TFLite sparse
+kernels); both: the Top-k model so pruned; neurons: {cfg.prune_sparsity:.0%} of the MLP
+neurons removed (structured pruning, a narrower dense MLP); each fine-tuned
+{cfg.prune_epochs} epoch(s). "Equal accuracy": at most 1 point below the dense model.
 
 {markdown_table(variant_rows, ["model", "weights", "size KiB", "accuracy",
                                "max |Keras-TFLite|", "XNNPACK on", "p90", "XNNPACK off", "p90"])}
