@@ -63,5 +63,6 @@ for name, value in evaluate_icl(without_prompt, others, tasks["entail"], shots=1
                                 num_queries=32):
     print(f"  1-shot {name}: {value:.1f}")
 
-prompt.save_prompt("entail_prompt.npz")  # a few KB, separate from the model
-print("saved the soft prompt to entail_prompt.npz")
+prompt_file = f"{tempfile.mkdtemp()}/entail_prompt.npz"
+prompt.save_prompt(prompt_file)  # a few KB, separate from the model
+print(f"saved the soft prompt to {prompt_file}")
