@@ -27,7 +27,7 @@ def toy_run(cfg: ToyConfig, run) -> dict:
     return {"values": values}
 
 
-TOY = Experiment("toy", "a toy", ToyConfig, toy_run,
+TOY = Experiment("toy", ToyConfig, toy_run,
                  lambda r: Headline("sum", str(sum(r["values"])), "-"),
                  quick={"steps": 2}, demo={"steps": 1})
 
@@ -56,3 +56,10 @@ def test_mismatched_config_is_refused(tmp_path):
     run_experiment(TOY, TOY.config("full"), tmp_path, log=None)
     with pytest.raises(ConfigError, match="different config.*steps"):
         run_experiment(TOY, TOY.config("full", ["steps=4"]), tmp_path, log=None)
+
+
+def test_every_registered_experiment_takes_its_summary_from_the_registry():
+    from tfkit import experiments
+
+    for name in ("lazy-neuron", "rest-react"):  # (fedmd would import TFF, ~20 s)
+        assert experiments.get(name).summary == experiments.SUMMARIES[name]

@@ -30,8 +30,8 @@ class Experiment:
     """A registered experiment.
 
     Attributes:
-        name: the CLI name (`tfkit run NAME`).
-        summary: one line for `tfkit list`.
+        name: the CLI name (`tfkit run NAME`); its one-line summary lives in the registry
+            (`tfkit.experiments.SUMMARIES`, so `tfkit list` imports no experiment).
         config_cls: a frozen dataclass; every field has a default (the full run). It must have
             `seed: int` and `data_dir: str | None` fields.
         run: `run(config, run_dir) -> results` writes plots and report.md into `run_dir`, uses
@@ -43,12 +43,18 @@ class Experiment:
     """
 
     name: str
-    summary: str
     config_cls: type
     run: Callable[[Any, RunDir], dict]
     headline: Callable[[dict], Headline]
     quick: Mapping[str, Any] = field(default_factory=dict)
     demo: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """The registry's one-line summary of this experiment."""
+        from tfkit.experiments import SUMMARIES
+
+        return SUMMARIES.get(self.name, "")
 
     def config(self, size: str = "full", overrides: Any = (), **fields: Any) -> Any:
         """The resolved config: defaults, then the size preset, then `fields`, then overrides."""

@@ -194,7 +194,6 @@ def headline(results: dict) -> Headline:
 
 EXPERIMENT = Experiment(
     name="fedmd",
-    summary="FedMD (2019): heterogeneous federated learning by model distillation on TFF",
     config_cls=Config,
     run=run,
     headline=headline,

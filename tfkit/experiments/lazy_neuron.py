@@ -315,7 +315,6 @@ def headline(results: dict) -> Headline:
 
 EXPERIMENT = Experiment(
     name="lazy-neuron",
-    summary="Lazy Neuron (ICLR'23): activation sparsity, Top-k MLPs, sparse TFLite",
     config_cls=Config,
     run=run,
     headline=headline,

@@ -104,7 +104,6 @@ def headline(results: dict) -> Headline:
 
 EXPERIMENT = Experiment(
     name="promot",
-    summary="ProMoT (ICLR'24): prompt tuning then model tuning keeps in-context learning",
     config_cls=Config,
     run=run,
     headline=headline,

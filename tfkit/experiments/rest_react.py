@@ -88,7 +88,7 @@ def headline(results: dict) -> Headline:
 
 
 EXPERIMENT = Experiment(
-    name="rest-react", summary=__doc__.splitlines()[0], config_cls=Config, run=run,
+    name="rest-react", config_cls=Config, run=run,
     headline=headline,
     quick={"people": 120, "cities": 40, "countries": 8, "companies": 30,
            "train_questions": 100, "dev_questions": 32, "test_questions": 32,

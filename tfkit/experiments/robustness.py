@@ -169,8 +169,6 @@ def headline(results: dict) -> Headline:
 
 EXPERIMENT = Experiment(
     name="robustness",
-    summary="ViT vs ResNet robustness (ICCV'21): corruptions, adversarial, spatial, patch, "
-            "layer perturbations",
     config_cls=Config, run=run, headline=headline,
     # Quick: sized for ~10-15 min on 2 idle cores (the machine is shared, so expect longer).
     quick={"train_examples": 10_000, "eval_examples": 200, "epochs": 4, "vit_layers": 4,
