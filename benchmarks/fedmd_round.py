@@ -15,6 +15,7 @@ per round, speedup, TFF's share of our round, and mean test accuracy after the r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tfkit.backend import keras, set_seed, tf  # noqa: E402
+from tfkit.backend import keras, set_seed  # noqa: E402
 from tfkit.federated import runtime  # noqa: E402
 from tfkit.federated.fedmd import (  # noqa: E402
     Party,
@@ -143,7 +144,7 @@ def main() -> int:
     print(f"FedMD round: {args.parties} paper CNNs (width {args.width}), "
           f"{args.alignment} alignment samples, {REVISIT_EPOCHS} private epochs, "
           f"XLA {'on' if args.jit else 'off'}, TF threads "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}\n")
+          f"{os.environ.get('TF_NUM_INTRAOP_THREADS', 'default')}\n")
     print(markdown_table([["seconds per round", ours_s, peer_s, peer_s / ours_s],
                           ["mean test accuracy after the round", ours_acc, peer_acc, ""],
                           ["  logits + mean", stage["communicate"] + stage["aggregate"],
