@@ -13,7 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ info banners
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 
-__all__ = ["keras", "tf", "set_seed", "set_threads"]
+# In-place slice write that XLA compiles (with a traced start) and eager/graph mode also run.
+from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice  # noqa: E402
+
+__all__ = ["keras", "tf", "set_seed", "set_threads", "dynamic_update_slice"]
 
 
 def set_seed(seed: int) -> None:

@@ -109,13 +109,13 @@ class KerasNLPLM:
         import keras_nlp
 
         lm = self.causal_lm
+        tokenizer = lm.preprocessor.tokenizer
         lm.compile(sampler=keras_nlp.samplers.RandomSampler(temperature=temperature, seed=seed))
         flat = [p for p in prompts for _ in range(num_samples)]
-        lengths = [len(lm.preprocessor.tokenizer(p)) for p in prompts]
+        lengths = [len(tokenizer(p)) for p in prompts]
         max_length = max(lengths) + max_new_tokens + 2
         texts = lm.generate(flat, max_length=max_length)
         texts = [_as_str(t) for t in list(texts)]
-        tokenizer = lm.preprocessor.tokenizer
         conts = []
         for t, p in zip(texts, flat, strict=True):
             ids = tokenizer(t[len(p):])  # rows share one max_length: cap each at its budget
@@ -123,7 +123,7 @@ class KerasNLPLM:
                 t = p + _as_str(tokenizer.detokenize(ids[:max_new_tokens]))
             conts.append(truncate_at_stop(t[len(p):], stop))
         logps = self.score(flat, conts)
-        samples = [Sample(c, lp, max(1, len(lm.preprocessor.tokenizer(c))))
+        samples = [Sample(c, lp, max(1, len(tokenizer(c))))
                    for c, lp in zip(conts, logps, strict=True)]
         return [samples[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
 

@@ -6,7 +6,7 @@ samples one token per step for every row until all rows emitted `<eos>` or `max_
 caches and the output buffer are updated in place (`dynamic_update_slice`). Positions are
 counted per row from the first real token, so a left-padded prompt sees the same positions as
 in (right-padded) training. XLA compiles once per (batch, prompt width, max_new_tokens), so
-`KerasLM` pads batches and prompt widths up to a few buckets.
+`KerasLM` pads batches to a power of two rows and prompts to the model's full room.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
 
 from tfkit.agents.lm import Sample, truncate_at_stop
 from tfkit.agents.tokenizer import WordTokenizer
-from tfkit.backend import keras, tf
+from tfkit.backend import dynamic_update_slice, keras, tf
 
 __all__ = ["KVCacheSampler", "KerasLM"]
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
-
-from tfkit.backend import keras, tf
+from tfkit.backend import dynamic_update_slice, keras, tf
 from tfkit.layers.feed_forward import FeedForward
 
 __all__ = ["TransformerBlock"]

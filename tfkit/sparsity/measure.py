@@ -9,7 +9,7 @@ activation `act(Kᵀx)` of each token is probed and its nonzero entries counted.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -40,52 +40,28 @@ def feed_forward_layers(model: keras.Model) -> list[tuple[str, FeedForward]]:
 
 
 @contextlib.contextmanager
-def _count_nonzeros(layers: list[tuple[str, FeedForward]], counts: dict[str, list]
-                    ) -> Iterator[None]:
-    """While active, each eager FeedForward call appends its per-token nonzero counts.
+def probe_activations(layers: list[tuple[str, FeedForward]],
+                      on_activation: Callable[[str, tf.Tensor], None]) -> Iterator[None]:
+    """While active, each eager FeedForward call passes `(name, act(Kᵀx))` to `on_activation`.
 
     The probe re-computes `ff.intermediate(x)` on the FeedForward's input (the same activation
     the layer uses) and leaves the layer's output untouched; the original `call` is restored on
     exit.
     """
-    originals = {}
+    probed = []
     for name, ff in layers:
         original = ff.call
 
         def probe(x, *args, _name=name, _ff=ff, _original=original, **kwargs):
-            h = _ff.intermediate(x)
-            counts[_name].append(tf.math.count_nonzero(h, axis=-1, dtype=tf.float32).numpy())
+            on_activation(_name, _ff.intermediate(x))
             return _original(x, *args, **kwargs)
 
-        originals[name] = (ff, original)
+        probed.append(ff)
         object.__setattr__(ff, "call", probe)  # instance-level; bypasses Keras tracking
     try:
         yield
     finally:
-        for ff, _ in originals.values():
-            object.__delattr__(ff, "call")
-
-
-@contextlib.contextmanager
-def _record_activations(layers: list[tuple[str, FeedForward]], sums: dict[str, np.ndarray]
-                        ) -> Iterator[None]:
-    """While active, each eager FeedForward call adds its activations, summed over tokens, to
-    `sums[name]` (one entry per neuron); the layer's output is untouched."""
-    originals = []
-    for name, ff in layers:
-        original = ff.call
-
-        def probe(x, *args, _name=name, _ff=ff, _original=original, **kwargs):
-            h = tf.reshape(_ff.intermediate(x), [-1, _ff.intermediate_dim])
-            sums[_name] += tf.reduce_sum(h, axis=0).numpy()
-            return _original(x, *args, **kwargs)
-
-        originals.append(ff)
-        object.__setattr__(ff, "call", probe)  # instance-level; bypasses Keras tracking
-    try:
-        yield
-    finally:
-        for ff in originals:
+        for ff in probed:
             object.__delattr__(ff, "call")
 
 
@@ -132,7 +108,10 @@ def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
     counts: dict[str, list] = {name: [] for name, _ in layers}
     nonzeros = {name: 0.0 for name, _ in layers}
     tokens = {name: 0.0 for name, _ in layers}
-    with _count_nonzeros(layers, counts):
+    def count(name: str, h: tf.Tensor) -> None:  # nonzero entries per token
+        counts[name].append(tf.math.count_nonzero(h, axis=-1, dtype=tf.float32).numpy())
+
+    with probe_activations(layers, count):
         for i, x in enumerate(as_batches(data, batch_size)):
             if max_batches is not None and i >= max_batches:
                 break

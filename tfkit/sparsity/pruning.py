@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from tfkit.backend import keras
+from tfkit.backend import keras, tf
 from tfkit.layers import TransformerBlock
 
 __all__ = ["PrunableTransformerBlock", "prune_mlps", "strip_pruning", "pruning_callbacks",
@@ -117,11 +117,15 @@ def neuron_importance(model: keras.Model, data: Any, batch_size: int = 128) -> l
     the tokens of `data`: 0 for a neuron that never fires. Returns one [intermediate_dim] array
     per FeedForward (ReLU-like activations; the ranking is what matters).
     """
-    from tfkit.sparsity.measure import _record_activations, as_batches, feed_forward_layers
+    from tfkit.sparsity.measure import as_batches, feed_forward_layers, probe_activations
 
     layers = feed_forward_layers(model)
     sums = {name: np.zeros(ff.intermediate_dim) for name, ff in layers}
-    with _record_activations(layers, sums):
+
+    def add(name: str, h) -> None:  # activations summed over every token
+        sums[name] += tf.reduce_sum(tf.reshape(h, [-1, h.shape[-1]]), axis=0).numpy()
+
+    with probe_activations(layers, add):
         for x in as_batches(data, batch_size):
             model(x, training=False)
     return [sums[name] * np.linalg.norm(ff.output_dense.kernel.numpy(), axis=1)
