@@ -60,6 +60,25 @@ def scenario():
     return digits_split(num_parties=3, samples_per_class=3, seed=0)
 
 
+@pytest.mark.parametrize("mode", ["batch", "moving"])
+def test_digest_batch_norm_modes(mode):
+    """"moving" digests with the statistics that produced the logits: at the party's own
+    logits the MAE is zero and the moving statistics stay; "batch" (Keras fit) changes both."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 16, 16), dtype=np.float32), rng.integers(0, 5, 40)
+    model = FedMDCNN((4, 6), 0.0, num_classes=5, input_shape=(16, 16), bn_momentum=0.5)
+    party = Party("p", model, x, y, private_batch_size=8, digest_batch_norm=mode)
+    party.train_private(2)  # moving statistics away from their initial values
+    stats = [v.numpy().copy() for v in model.non_trainable_variables]
+    mae = party.digest(x, party.logits(x))
+    kept = all(np.array_equal(a, v.numpy()) for a, v in zip(stats, model.non_trainable_variables,
+                                                          strict=True))
+    assert (mae < 1e-5 and kept) if mode == "moving" else (mae > 0.01 and not kept)
+    assert all(m.trainable for m in model.layers)  # the layers' flags are restored
+    with pytest.raises(ValueError, match="digest_batch_norm"):
+        Party("p", model, x, y, digest_batch_norm="frozen")
+
+
 def _parties(scenario, flaky: int | None = None):
     """Three tiny heterogeneous parties, pretrained for one epoch on the public digits; party
     `flaky` is a `_FlakyParty`."""
