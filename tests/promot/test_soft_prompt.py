@@ -37,7 +37,7 @@ def test_init_from_vocabulary_text_and_file_roundtrip(tmp_path):
     assert path.stat().st_size < 4096  # a small separate file
     loaded = SoftPrompt.load_prompt(path)
     np.testing.assert_allclose(loaded.prompt.numpy(), layer.prompt.numpy())
-    assert loaded.num_tokens == 3
+    assert loaded.num_tokens == 3 and loaded.positions == "unshifted"
 
 
 def test_prompted_decoder_lm_removing_prompt_leaves_model_unchanged(tiny_lm):
@@ -47,8 +47,24 @@ def test_prompted_decoder_lm_removing_prompt_leaves_model_unchanged(tiny_lm):
     prompted = PromptedLM(lm, SoftPrompt(3))
     assert prompted(ids).shape == (2, 4, 40)
     assert np.abs(prompted(ids).numpy() - lm(ids).numpy()).max() > 1e-3
-    # the prompt's positions come first: real tokens sit at positions 3.. in the prompted graph
     assert len(prompted.trainable_variables) == len(lm.trainable_variables) + 1
+
+
+def test_prompt_positions_unshifted_keeps_text_positions(tiny_lm):
+    """With attention switched off every position's logits depend on its token and position
+    only: an unshifted prompt leaves the text's logits exactly as without it, a shifted one
+    moves the text p positions on."""
+    lm = tiny_lm()
+    out = lm.get_layer("block_0").attention_output
+    out.set_weights([np.zeros_like(w) for w in out.get_weights()])
+    ids = tf.constant([[5, 6, 7, 8], [3, 4, 9, 2]])
+    base = lm(ids).numpy()
+    unshifted = PromptedLM(lm, SoftPrompt(3))(ids).numpy()
+    np.testing.assert_allclose(unshifted, base, atol=1e-5)
+    shifted = PromptedLM(lm, SoftPrompt(3, positions="shifted"))(ids).numpy()
+    assert np.abs(shifted - base).max() > 1e-3
+    with pytest.raises(ValueError, match="positions"):
+        SoftPrompt(3, positions="relative")
 
 
 def test_prompted_gpt2_backbone_matches_backbone():
@@ -57,9 +73,9 @@ def test_prompted_gpt2_backbone_matches_backbone():
     hidden = backbone({"token_ids": ids, "padding_mask": tf.cast(ids != 0, tf.int32)})
     expected = backbone.token_embedding(hidden, reverse=True).numpy()
     np.testing.assert_allclose(PromptedLM(backbone)(ids).numpy(), expected, atol=1e-5)
-    prompt = SoftPrompt(4)
-    prompted = PromptedLM(backbone, prompt)
-    assert prompted(ids).shape == (2, 4, 60)
+    for positions in ("unshifted", "shifted"):
+        prompted = PromptedLM(backbone, SoftPrompt(4, positions=positions))
+        assert prompted(ids).shape == (2, 4, 60)
     assert token_embeddings(backbone).shape == (60, 16)
 
 

@@ -17,9 +17,14 @@ __all__ = ["SoftPrompt"]
 class SoftPrompt(keras.layers.Layer):
     """Prepends `num_tokens` trainable vectors to token embeddings [batch, length, hidden].
 
-    Called with `padding_mask` it also returns the mask extended by `num_tokens` True entries;
-    position embeddings are added after this layer, so the prompt occupies positions
-    0 … num_tokens-1 and the text follows it. Removing the layer leaves the model unchanged.
+    Called with `padding_mask` it also returns the mask extended by `num_tokens` True entries.
+    Removing the layer leaves the model unchanged. `positions` tells the model that hosts the
+    prompt (`tfkit.promot.PromptedLM`) where to add absolute position embeddings:
+    "unshifted" adds them to the token embeddings before this layer, so the text keeps the
+    positions it has without a prompt and the prompt vectors (free parameters) get none — as in
+    relative-position models such as the paper's T5, the prompt does not move the text;
+    "shifted" adds them after this layer, so the prompt occupies positions 0 … num_tokens-1 and
+    the text follows it (prompt plus text must then fit the position table).
 
     Initializations (Lester et al., 2021): `initializer="uniform"` draws from
     U(-init_range, init_range) (0.5 in the ProMoT paper); `init_from_vocabulary(table)` copies
@@ -31,6 +36,7 @@ class SoftPrompt(keras.layers.Layer):
         num_tokens: prompt length p.
         initializer: "uniform" (U(±init_range)) or any Keras initializer name.
         init_range: half-width of the uniform initializer.
+        positions: "unshifted" (default) or "shifted", see above.
 
     Call args:
         x: [batch, length, hidden] token embeddings.
@@ -47,11 +53,14 @@ class SoftPrompt(keras.layers.Layer):
     """
 
     def __init__(self, num_tokens: int, initializer: str = "uniform", init_range: float = 0.5,
-                 **kwargs):
+                 positions: str = "unshifted", **kwargs):
         super().__init__(**kwargs)
+        if positions not in ("unshifted", "shifted"):
+            raise ValueError(f"positions must be 'unshifted' or 'shifted', not {positions!r}")
         self.num_tokens = int(num_tokens)
         self.initializer = initializer
         self.init_range = float(init_range)
+        self.positions = positions
 
     def build(self, input_shape):
         if self.initializer == "uniform":
@@ -125,4 +134,5 @@ class SoftPrompt(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_tokens": self.num_tokens,
-                "initializer": self.initializer, "init_range": self.init_range}
+                "initializer": self.initializer, "init_range": self.init_range,
+                "positions": self.positions}

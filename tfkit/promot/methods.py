@@ -38,6 +38,8 @@ class TuningConfig:
     Attributes:
         prompt_tokens: soft-prompt length p (100 in the paper; short sequences here).
         prompt_init: "vocabulary" (sampled token embeddings), "uniform" (U(±0.5)) or "text".
+        prompt_positions: "unshifted" (the text keeps its positions; the analogue of the paper's
+            relative-position T5) or "shifted" (the prompt takes positions 0 … p-1).
         prompt_text_ids: token ids of the natural-language prompt for `prompt_init="text"`.
         prompt_steps: stage-1 steps.
         prompt_optimizer: "adafactor" (parameter-scaled steps, as in the paper) or "adam".
@@ -53,6 +55,7 @@ class TuningConfig:
 
     prompt_tokens: int = 20
     prompt_init: str = "vocabulary"
+    prompt_positions: str = "unshifted"
     prompt_text_ids: tuple[int, ...] = ()
     prompt_steps: int = 400
     prompt_optimizer: str = "adafactor"
@@ -74,7 +77,7 @@ def copy_lm(lm: keras.Model) -> keras.Model:
 
 def new_prompt(lm: keras.Model, cfg: TuningConfig, name: str = "soft_prompt") -> SoftPrompt:
     """A soft prompt initialized as `cfg.prompt_init` says, from `lm`'s embedding table."""
-    prompt = SoftPrompt(cfg.prompt_tokens, name=name)
+    prompt = SoftPrompt(cfg.prompt_tokens, positions=cfg.prompt_positions, name=name)
     table = token_embeddings(lm).numpy()
     prompt.build((None, None, table.shape[-1]))
     if cfg.prompt_init == "vocabulary":

@@ -69,6 +69,7 @@ class Setup:
     def tuning(self) -> TuningConfig:
         c = self.config
         return TuningConfig(prompt_tokens=c.prompt_tokens, prompt_init=c.prompt_init,
+                            prompt_positions=c.prompt_positions,
                             prompt_steps=c.prompt_steps, prompt_optimizer=c.prompt_optimizer,
                             prompt_learning_rate=c.prompt_learning_rate,
                             model_steps=c.model_steps, model_learning_rate=c.model_learning_rate,

@@ -2,9 +2,10 @@
 
 `PromptedLM(lm, soft_prompt)` maps token ids [batch, length] to next-token logits
 [batch, length, vocabulary] like the LM itself, but runs the LM's layers on
-`[prompt; token embeddings]` (padding mask and positions extended by the prompt) and drops the
-prompt's logits. It shares every weight with `lm`, so training it trains `lm`, and `lm` used on its
-own is the same model with the prompt removed.
+`[prompt; token embeddings]` (padding mask extended by the prompt; positions as the prompt's
+`positions` says: by default the text keeps its own positions) and drops the prompt's logits.
+It shares every weight with `lm`, so training it trains `lm`, and `lm` used on its own is the
+same model with the prompt removed.
 
 Supported LMs: `tfkit.models.DecoderLM`, and keras-nlp GPT-2 style backbones (`GPT2Backbone`, or a
 `GPT2CausalLM` whose backbone is used; layers "token_embedding", "position_embedding",
@@ -36,20 +37,20 @@ def _unwrap(lm: keras.Model) -> keras.Model:
     return getattr(lm, "backbone", lm)
 
 
-def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable]:
-    """(token embedding layer, `rest(embeddings, padding_mask) -> logits`) of a supported LM."""
+def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable, Callable]:
+    """(token embedding layer, `positions(embeddings) -> embeddings + positions`,
+    `body(embeddings, padding_mask) -> logits`) of a supported LM."""
     names = _layer_names(lm)
     if {"token_embedding", "position_embedding", "block_0", "final_norm", "lm_head"} <= names:
         blocks = [lm.get_layer(f"block_{i}") for i in range(sum(n.startswith("block_")
                                                                    for n in names))]
 
-        def rest(x, mask):
-            x = lm.get_layer("position_embedding")(x)
+        def body(x, mask):
             for block in blocks:
                 x = block(x, padding_mask=mask)
             return lm.get_layer("lm_head")(lm.get_layer("final_norm")(x))
 
-        return lm.get_layer("token_embedding"), rest
+        return lm.get_layer("token_embedding"), lm.get_layer("position_embedding"), body
     gpt2 = {"token_embedding", "position_embedding", "embeddings_add", "embeddings_dropout",
             "transformer_layer_0", "layer_norm"}
     if gpt2 <= names:
@@ -57,14 +58,16 @@ def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable]:
                   for i in range(sum(n.startswith("transformer_layer_") for n in names))]
         embedding = lm.get_layer("token_embedding")
 
-        def rest(x, mask):
-            x = lm.get_layer("embeddings_add")((x, lm.get_layer("position_embedding")(x)))
+        def positions(x):
+            return lm.get_layer("embeddings_add")((x, lm.get_layer("position_embedding")(x)))
+
+        def body(x, mask):
             x = lm.get_layer("embeddings_dropout")(x)
             for layer in layers:
                 x = layer(x, decoder_padding_mask=mask)
             return embedding(lm.get_layer("layer_norm")(x), reverse=True)
 
-        return embedding, rest
+        return embedding, positions, body
     raise UnsupportedModelError(
         f"{type(lm).__name__} {lm.name!r} is not a tfkit DecoderLM or a GPT-2 style keras-nlp "
         "backbone (needs layers token_embedding, position_embedding and blocks)")
@@ -95,14 +98,18 @@ class PromptedLM(keras.Model):
 
     def __init__(self, lm: keras.Model, soft_prompt: SoftPrompt | None = None, pad_id: int = 0,
                  **kwargs):
-        core = _unwrap(lm)
-        embedding, rest = _parts(core)
+        embedding, positions, body = _parts(_unwrap(lm))
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         mask = tf.not_equal(token_ids, pad_id)
         x = embedding(token_ids)
+        shifted = soft_prompt is not None and soft_prompt.positions == "shifted"
+        if not shifted:
+            x = positions(x)  # the text keeps the positions it has without a prompt
         if soft_prompt is not None:
             x, mask = soft_prompt(x, padding_mask=mask)
-        logits = rest(x, mask)
+        if shifted:
+            x = positions(x)  # the prompt at positions 0 … p-1, the text after it
+        logits = body(x, mask)
         if soft_prompt is not None:
             logits = logits[:, soft_prompt.num_tokens:]
         super().__init__(inputs=token_ids, outputs=logits, **kwargs)
