@@ -30,3 +30,16 @@ def test_demo_preset_runs_and_resumes(tmp_path):
     again = run_experiment(exp, cfg, tmp_path, log=logs.append)
     assert not any(line.endswith(": running") for line in logs)
     assert again["iterations"] == results["iterations"]
+
+
+def test_more_demonstrations_than_rest_questions(tmp_path):
+    from tfkit.agents.rest.pipeline import _Runner
+    from tfkit.runs import RunDir
+
+    exp = get("rest-react")
+    cfg = exp.config("demo", train_questions=6, demo_questions=20)
+    runner = _Runner(cfg, RunDir(tmp_path, log=None))
+    assert len(runner.world.train) == 20  # demonstrations cover 20 questions
+    assert runner.rest_questions == runner.world.train[:6]  # ReST grows on the first 6
+    quick = exp.config("quick")
+    assert quick.demo_questions >= quick.train_questions

@@ -1,6 +1,7 @@
 """The `rest-react` experiment as resumable stages (used by tfkit/experiments/rest_react.py).
 
-    demonstrations   the noisy scripted teacher acts on `demo_questions` (the "prompted" data)
+    demonstrations   the noisy scripted teacher acts on `demo_questions` (the "prompted" data;
+                     the first `train_questions` of them are also the ReST question set)
     train_initial_L  the initial policy (stand-in for the paper's prompted large model)
     grow_genG        the previous L policy rolls out on the training questions (no labels)
     train_genG_SIZE  fine-tune L (warm start) and distil S, XS on the ranked targets
@@ -38,12 +39,14 @@ class _Runner:
         self.cfg, self.run = cfg, run_dir
         self.world = build_world(cfg.seed, people=cfg.people, cities=cfg.cities,
                                  countries=cfg.countries, companies=cfg.companies,
-                                 train=cfg.train_questions, dev=cfg.dev_questions,
+                                 train=max(cfg.train_questions, cfg.demo_questions),
+                                 dev=cfg.dev_questions,
                                  test=cfg.test_questions, questions_csv=cfg.questions_csv,
                                  documents=cfg.documents)
         self.specs = {"L": ModelSpec(*cfg.l_spec), "S": ModelSpec(*cfg.s_spec),
                       "XS": ModelSpec(*cfg.xs_spec)}
         self._models: dict = {}
+        self.rest_questions = self.world.train[:cfg.train_questions]  # grown, never labelled
 
     def data(self, name: str) -> Path:
         return self.run.file("data") / f"{name}.jsonl"
@@ -114,7 +117,7 @@ class _Runner:
     def grow(self, name: str, policy: str, per_question: int, targets: str = "ranker") -> dict:
         def fn():
             trajs, examples = run_generation(
-                self.lm(policy), self.world.search, self.world.train,
+                self.lm(policy), self.world.search, self.rest_questions,
                 agent_config=self.cfg.agent(), ranker=OfflineRater(),
                 trajectories_per_question=per_question, targets=targets, seed=self.cfg.seed)
             write_jsonl(self.data(f"{name}_examples"), examples)
