@@ -28,9 +28,9 @@ class Config:
     Expected (paper shape): standard fine-tuning lowers the other tasks' 1-shot normalized
     average below the pretrained LM and answers many of them in the target's format (True/False);
     ProMoT keeps the other tasks' formats and most of their scores. Measured with `--quick`
-    (docs/RESULTS.md, 2026-11-26, ~450 s CPU): normalized average pretrained 63.1, standard FT
-    17.3 / 12.9 (entail / translate; 36 % / 42 % of answers in the target's format), ProMoT
-    49.8 / 56.1 (0 % / 0.6 %); target score FT 100 / 100, ProMoT 76 / 100.
+    (docs/RESULTS.md, 2026-11-27, ~640 s CPU): normalized average pretrained 63.1, standard FT
+    -0.5 / -0.7 (entail / translate; 52 % / 54 % of answers in the target's format), ProMoT
+    45.7 / 45.6 (0 % / 2 %); target score FT 100 / 100, ProMoT 100 / 100.
     `results.json` holds `target`, `icl` and `format_specialization` for the first target and
     `runs` for every target.
     """
