@@ -32,14 +32,16 @@ def test_demo_preset_runs_and_resumes(tmp_path):
     assert again["iterations"] == results["iterations"]
 
 
-def test_more_demonstrations_than_rest_questions(tmp_path):
+def test_demonstration_and_rest_question_sets(tmp_path):
     from tfkit.agents.rest.pipeline import _Runner
     from tfkit.runs import RunDir
 
     exp = get("rest-react")
-    cfg = exp.config("demo", train_questions=6, demo_questions=20)
+    cfg = exp.config("demo", train_questions=6, demo_questions=20, train_hops=(4,))
     runner = _Runner(cfg, RunDir(tmp_path, log=None))
     assert len(runner.world.train) == 20  # demonstrations cover 20 questions
     assert runner.rest_questions == runner.world.train[:6]  # ReST grows on the first 6
+    assert {q["hops"] for q in runner.world.train} == {4}
+    assert {q["hops"] for q in runner.world.dev} == {2}
     quick = exp.config("quick")
     assert quick.demo_questions >= quick.train_questions

@@ -38,6 +38,9 @@ class Config:
     documents: str | None = None  # one document per line (the user's collection)
     train_questions: int = 2000  # the paper's ReST question set size (the first
     # `demo_questions` of them, if fewer, also get teacher demonstrations)
+    train_hops: tuple[int, ...] = (2, 3, 4)  # hops of the training (and demonstration)
+    # questions: the test set's 2-4 (a model trained from scratch on 2-3 hops cannot even
+    # start a 4-hop question: 0 parsed first decisions on them)
     dev_questions: int = 125  # 2-hop, held-out entities
     test_questions: int = 100  # 2-4 hops, held-out entities
     demo_questions: int = 1000  # teacher demonstrations the initial policy is trained on: a
@@ -102,7 +105,7 @@ EXPERIMENT = Experiment(
     demo={"people": 40, "cities": 16, "countries": 6, "companies": 12, "train_questions": 24,
           "dev_questions": 8, "test_questions": 8, "demo_questions": 24, "num_samples": 2,
           "xs_num_samples": 2, "eval_runs": 1, "epochs_initial": 2, "epochs": 1,
-          "batch_size": 32,
+          "batch_size": 32, "train_hops": (2, 3),
           "generations": 1, "ablations": False, "l_spec": (1, 32, 2, 64),
           "s_spec": (1, 16, 2, 32), "xs_spec": (1, 8, 2, 16), "jit_compile": False},
 )

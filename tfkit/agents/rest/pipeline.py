@@ -42,7 +42,7 @@ class _Runner:
                                  train=max(cfg.train_questions, cfg.demo_questions),
                                  dev=cfg.dev_questions,
                                  test=cfg.test_questions, questions_csv=cfg.questions_csv,
-                                 documents=cfg.documents)
+                                 documents=cfg.documents, train_hops=tuple(cfg.train_hops))
         self.specs = {"L": ModelSpec(*cfg.l_spec), "S": ModelSpec(*cfg.s_spec),
                       "XS": ModelSpec(*cfg.xs_spec)}
         self._models: dict = {}

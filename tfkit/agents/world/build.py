@@ -36,15 +36,16 @@ def load_documents(path: str | Path) -> list[Document]:
 
 def build_world(seed: int, *, people: int, cities: int, countries: int, companies: int,
                 train: int, dev: int, test: int, questions_csv: str | None = None,
-                documents: str | None = None) -> World:
+                documents: str | None = None, train_hops: tuple[int, ...] = (2, 3)) -> World:
     """The generated world; with `questions_csv` (+ `documents`) the test set is the user's
-    questions answered over the user's collection (the generated world still trains)."""
+    questions answered over the user's collection (the generated world still trains).
+    Training questions have `train_hops` hops; dev has 2, test 2-4."""
     kb = build_knowledge_base(seed, people, cities, countries, companies)
     docs = render_documents(kb, seed)
     search = CachedSearch(BM25Search(docs))
     train_starts, held = split_entities(kb, seed)
     as_dicts = lambda qs: [dataclasses.asdict(q) for q in qs]
-    train_q = as_dicts(make_questions(kb, train_starts, train, (2, 3), seed + 1, "train",
+    train_q = as_dicts(make_questions(kb, train_starts, train, train_hops, seed + 1, "train",
                                       search))
     dev_q = as_dicts(make_questions(kb, held, dev, (2,), seed + 2, "dev", search))
     test_q = as_dicts(make_questions(kb, held, test, (2, 3, 4), seed + 3, "test", search))
