@@ -58,7 +58,7 @@ def test_mismatched_config_is_refused(tmp_path):
         run_experiment(TOY, TOY.config("full", ["steps=4"]), tmp_path, log=None)
 
 
-def test_every_registered_experiment_takes_its_summary_from_the_registry():
+def test_experiment_summary_comes_from_the_registry():
     from tfkit import experiments
 
     for name in ("lazy-neuron", "rest-react"):  # (fedmd would import TFF, ~20 s)
