@@ -45,3 +45,16 @@ def test_demonstration_and_rest_question_sets(tmp_path):
     assert {q["hops"] for q in runner.world.dev} == {2}
     quick = exp.config("quick")
     assert quick.demo_questions >= quick.train_questions
+
+
+def test_each_generation_restarts_from_the_base_unless_asked_to_warm_start():
+    from tfkit.agents.rest.pipeline import _init
+
+    cfg = get("rest-react").config("quick")
+    assert cfg.restart_from_base and cfg.keep_data
+    assert [_init(cfg, g, "L", f"gen{g - 1}_L") for g in (1, 2)] == ["initial_L", "initial_L"]
+    assert _init(cfg, 2, "S", "gen1_L") is None  # S and XS start from fresh weights
+    warm = get("rest-react").config("quick", restart_from_base=False)
+    assert _init(warm, 2, "L", "gen1_L") == "gen1_L"
+    assert _init(warm, 2, "XS", "gen1_L") == "gen1_XS"
+    assert _init(warm, 1, "S", "initial_L") is None

@@ -62,8 +62,13 @@ class Config:
     generations: int = 2
     trajectories_per_question: int = 1
     epochs_initial: int = 3  # the initial policy learns the step format from scratch
-    epochs: int = 3  # fine-tunes warm-started from the previous model of their size (models
-    # without one, S and XS in generation 1, train for `epochs_initial`)
+    epochs: int = 3  # fine-tunes that start from a trained model (L from the initial L);
+    # models trained from fresh weights (S and XS) train for `epochs_initial`
+    restart_from_base: bool = True  # every generation fine-tunes the base (the initial L; S, XS
+    # fresh), as the paper restarts from its pre-trained model; False warm-starts from the
+    # previous generation's model of the same size (quick run: gen2 L collapsed, dev 31 -> 12)
+    keep_data: bool = True  # a generation trains on the ranked data of all generations so far
+    # (gen2's samples from the confident gen1 L rarely differ, so alone they add little)
     batch_size: int = 8  # many small updates per CPU-minute (copying names needs many steps)
     learning_rate: float = 2e-3
     eval_runs: int = 10  # the paper's 10 auto-eval runs

@@ -4,7 +4,8 @@
                      the first `train_questions` of them are also the ReST question set)
     train_initial_L  the initial policy (stand-in for the paper's prompted large model)
     grow_genG        the previous L policy rolls out on the training questions (no labels)
-    train_genG_SIZE  fine-tune L (warm start) and distil S, XS on the ranked targets
+    train_genG_SIZE  fine-tune L and distil S, XS on the ranked targets: by default L from the
+                     initial L (the base) and S, XS from fresh weights, every generation
     eval_NAME        auto-eval on dev and test, mean ± std over `eval_runs` sampled runs
     ablation_*       trajectories per question 2x/4x, perplexity targets, no self-checks
 """
@@ -75,13 +76,15 @@ class _Runner:
             self._models[name] = self.run.load_model(name)
         return self._models[name]
 
-    def train(self, name: str, examples_file: str, size: str, epochs: int,
+    def train(self, name: str, examples_files: str | list[str], size: str, epochs: int,
               init: str | None) -> dict:
+        files = [examples_files] if isinstance(examples_files, str) else examples_files
+
         def fn():
-            examples = read_jsonl(self.data(examples_file))
+            examples = [e for f in files for e in read_jsonl(self.data(f))]
             fallback = not examples  # no step of any rollout parsed: learn the format again
             if fallback:
-                self.run.log(f"{examples_file}: no valid targets; training on demonstrations")
+                self.run.log(f"{files}: no valid targets; training on demonstrations")
                 examples = read_jsonl(self.data("demonstrations"))
             model, history = finetune(
                 examples, self.tokenizer(), self.specs[size],
@@ -151,10 +154,11 @@ def run_rest_react(cfg, run: RunDir) -> dict:
     for g in range(1, cfg.generations + 1):
         gen = f"gen{g}"
         grows[gen] = r.grow(gen, policy, cfg.trajectories_per_question)
+        data = [f"gen{k}_examples" for k in range(1 if cfg.keep_data else g, g + 1)]
         for size in SIZES:
-            init = policy if size == "L" else (f"gen{g - 1}_{size}" if g > 1 else None)
+            init = _init(cfg, g, size, policy)
             epochs = cfg.epochs if init else cfg.epochs_initial
-            train = r.train(f"{gen}_{size}", f"{gen}_examples", size, epochs, init)
+            train = r.train(f"{gen}_{size}", data, size, epochs, init)
             rows.append(_row(gen, size, train, r.evaluate(f"{gen}_{size}", size)))
         policy = f"{gen}_L"
     ablations = _ablations(r) if cfg.ablations else {}
@@ -169,6 +173,15 @@ def run_rest_react(cfg, run: RunDir) -> dict:
     from tfkit.agents.rest.report import write_report
     write_report(run, results)
     return results
+
+
+def _init(cfg, generation: int, size: str, policy: str) -> str | None:
+    """The model a generation's fine-tune starts from (None: fresh weights)."""
+    if cfg.restart_from_base:  # the paper: every generation fine-tunes the base model
+        return "initial_L" if size == "L" else None
+    if size == "L":  # warm start from the previous generation's model of the same size
+        return policy
+    return f"gen{generation - 1}_{size}" if generation > 1 else None
 
 
 def _ablations(r: _Runner) -> dict:
