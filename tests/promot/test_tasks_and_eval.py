@@ -9,6 +9,7 @@ from tfkit.promot import (
     lm_arrays,
     make_world,
     normalized_score,
+    own_format_rate,
     prompt_text,
     sample_episode,
     task_score,
@@ -77,3 +78,12 @@ def test_format_specialization_and_normalization(world_tasks_tokenizer):
                "fact_qa": [(sorted(foreign.answer_vocab)[0], "y")]}
     assert format_specialization(foreign, outputs, tasks) == 100.0
     assert task_score(tasks["fact_qa"], [("a", "a"), ("a", "b")]) == 50.0
+
+
+def test_own_format_rate_separates_forgetting_from_specialization(world_tasks_tokenizer):
+    _, tasks, _ = world_tasks_tokenizer
+    forgotten = {"arithmetic": [("1 8", "9"), ("4", "4")], "sentiment": [("negative", "positive")]}
+    assert own_format_rate(forgotten, tasks) == 100.0  # wrong answers, right format
+    specialized = {"arithmetic": [("True", "9"), ("4", "4")], "sentiment": [("", "positive")]}
+    assert abs(own_format_rate(specialized, tasks) - 100.0 / 3) < 1e-9
+    assert own_format_rate({}, tasks) == 0.0

@@ -13,6 +13,7 @@ from tfkit.promot.evaluation import (
     format_specialization,
     make_predict_fn,
     normalized_score,
+    own_format_rate,
     task_predictions,
     task_score,
 )
@@ -34,7 +35,8 @@ from tfkit.promot.training import answer_loss, make_optimizer, train_lm
 
 __all__ = ["encode_episode", "lm_arrays", "prompt_text", "sample_episode", "task_mixture",
            "bleu", "evaluate_icl", "format_specialization", "make_predict_fn",
-           "normalized_score", "task_predictions", "task_score", "TuningConfig", "copy_lm",
+           "normalized_score", "own_format_rate", "task_predictions", "task_score",
+           "TuningConfig", "copy_lm",
            "new_prompt", "promot", "promot_multitask", "tune_jointly", "tune_model",
            "tune_prompt", "PromptedLM", "UnsupportedModelError", "token_embeddings",
            "PRETRAIN_TASKS", "TARGET_TASKS", "Task", "World", "make_tasks", "make_world",

@@ -20,7 +20,7 @@ from tfkit.promot.tasks import SEPARATOR, Task
 from tfkit.promot.tokenizer import Tokenizer
 
 __all__ = ["make_predict_fn", "task_predictions", "task_score", "normalized_score", "bleu",
-           "format_specialization", "evaluate_icl"]
+           "format_specialization", "own_format_rate", "evaluate_icl"]
 
 PredictFn = Callable[[Sequence[str]], list[str]]
 
@@ -118,6 +118,18 @@ def format_specialization(target: Task, outputs: Mapping[str, Sequence[tuple[str
         if refs_in_format > 0.5:
             continue
         hits += [target.starts_in_format(p) for p, _ in pairs]
+    return 100.0 * float(np.mean(hits)) if hits else 0.0
+
+
+def own_format_rate(outputs: Mapping[str, Sequence[tuple[str, str]]],
+                    tasks: Mapping[str, Task]) -> float:
+    """Share (%) of outputs written wholly in their *own* task's answer format.
+
+    Tells the two ways a fine-tuned LM can lose the other tasks apart: format specialization
+    (answers leave their task's format, often for the target's) lowers this rate, while plain
+    forgetting (right format, wrong content: "1 8" for 9 + 9) leaves it near 100 %.
+    """
+    hits = [tasks[name].in_format(p) for name, pairs in outputs.items() for p, _ in pairs]
     return 100.0 * float(np.mean(hits)) if hits else 0.0
 
 
