@@ -16,6 +16,11 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert max(k["nonzero_fraction_test"]) <= k["k"] / cfg.topk_width + 1e-9
     assert set(k) >= {"k", "accuracy", "ece", "noisy_label_accuracy"}
     assert set(results["dense"]) >= {"accuracy", "ece", "noisy_label_accuracy"}
+    # one seed (the demo/quick default): the mean is that seed's value, with no spread
+    d = results["dense"]
+    assert d["seeds"] == [cfg.seed] and d["per_seed"][0]["accuracy"] == d["accuracy"]
+    assert d["std"]["accuracy"] is None
+    assert k["vs_dense"]["accuracy"]["per_seed"] == [k["accuracy"] - d["accuracy"]]
     t = results["tflite"]
     assert t["max_abs_diff"] <= 1e-4
     assert t["speedup"] == t["dense_ms"] / t["sparse_ms"]

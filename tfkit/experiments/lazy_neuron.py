@@ -10,12 +10,13 @@ TFLite, batch 1, 1 thread, XNNPACK on and off.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from tfkit import datasets
 from tfkit.backend import keras, set_seed
+from tfkit.config import ConfigError
 from tfkit.datasets.pipeline import image_dataset, to_float
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.models import DecoderLM, ViT
@@ -29,6 +30,7 @@ from tfkit.sparsity.on_device import (
     speedup_summary,
 )
 from tfkit.sparsity.report import write_report
+from tfkit.sparsity.seeds import paired_difference, seed_statistics
 from tfkit.training import fit_resumable
 
 
@@ -37,12 +39,14 @@ class Config:
     """Lazy Neuron on CIFAR-10 and tinyshakespeare.
 
     Full run: `TFKIT_DATA_DIR=../shared/data uv run tfkit run lazy-neuron --out runs/lazy`.
-    Quick: add `--quick` (994 s CPU on one thread; ~14 min on 2 idle cores). Expected: trained
-    ReLU MLPs well below 50 % nonzero (the paper: ≤ 10 % at scale, decreasing with width; the
-    quick ViTs, 375 steps, reach 37-47 %); Top-k within 1 point of dense accuracy; under label
-    noise both fit a good part of the wrong labels and differ by about run-to-run noise; on
-    TFLite (static batch 1) the neuron-pruned model 2-3x faster than dense at equal accuracy,
-    while Top-k and block-sparse weights are no faster than XNNPACK's dense kernels.
+    Quick: add `--quick` (994 s CPU on one thread; ~14 min on 2 idle cores; one seed). Expected:
+    trained ReLU MLPs well below 50 % nonzero (the paper: ≤ 10 % at scale, decreasing with
+    width; the quick ViTs, 375 steps, reach 37-47 %); Top-k within 1 point of dense accuracy;
+    under label noise both fit a good part of the wrong labels and differ by about run-to-run
+    noise (±2 points per run: the Top-k comparison is repeated for `seeds` seeds and reported
+    as mean ± std, `--set seeds=3` on the quick preset); on TFLite (static batch 1) the
+    neuron-pruned model 2-3x faster than dense at equal accuracy, while Top-k and block-sparse
+    weights are no faster than XNNPACK's dense kernels.
     """
 
     seed: int = 0
@@ -73,6 +77,10 @@ class Config:
     topk_depth: int = 4
     topk_divisors: tuple[int, ...] = (32, 16, 8)  # k = d_ff / divisor
     label_noise: tuple[float, ...] = (0.2, 0.4)  # symmetric noise rates
+    # training seeds of the Top-k comparison (seed, seed + 1, ...): single runs differ by about
+    # ±2 points, so every Top-k and dense ViT (clean and noisy) is trained once per seed and
+    # the results give mean ± std; the emergence grid and TFLite use `seed` only
+    seeds: int = 3
     # label-noise runs train on the first noise_train_examples images for noise_epochs epochs
     # (None: as the clean runs) and are scored at the end of training: the effect under test
     # is memorization of the wrong labels, which needs many passes over few images
@@ -90,6 +98,10 @@ class Config:
     latency_runs: int = 200  # timed invokes per variant and XNNPACK mode
     tflite_int8: bool = True  # also convert and time dynamic-range int8 variants
     tflite_eval_examples: int = 1000  # test images scored by the TFLite interpreter
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -255,6 +267,61 @@ def _on_device(cfg: Config, run_dir: RunDir, data: tuple) -> dict:
 
 # --- the experiment --------------------------------------------------------------------------
 
+def _topk_comparison(cfg: Config, run_dir: RunDir, data: tuple, dense: dict | None,
+                     suffix: str) -> dict:
+    """Dense and Top-k ViTs of one seed (`cfg.seed`): {k or None: summary}. Stage names get
+    `suffix` (none for the first seed, whose dense model the emergence grid may have trained)."""
+    topk_cfg = (cfg.topk_width, cfg.topk_depth)
+    if dense is None:
+        name = f"vit_w{cfg.topk_width}_d{cfg.topk_depth}{suffix}"
+        dense = run_dir.stage(name, lambda: _train_vit(cfg, run_dir, data, name, *topk_cfg,
+                                                       evaluate=True))
+    rows = {None: dense}
+    for divisor in cfg.topk_divisors:
+        k = max(1, cfg.topk_width // divisor)
+        name = f"vit_topk{k}{suffix}"
+        rows[k] = run_dir.stage(name, lambda k=k, n=name: _train_vit(
+            cfg, run_dir, data, n, *topk_cfg, top_k=k, evaluate=True,
+            keep=not suffix and cfg.topk_width // cfg.tflite_divisor == k))
+    noisy: dict = {k: {} for k in rows}  # {k: {rate: end-of-training accuracy, ECE, memorized}}
+    for rate in cfg.label_noise:
+        for k in rows:
+            name = f"vit_{'dense' if k is None else f'topk{k}'}_noise{rate:g}{suffix}"
+            r = run_dir.stage(name, lambda k=k, n=name, rate=rate: _train_vit(
+                cfg, run_dir, data, n, *topk_cfg, top_k=k, noise=rate))
+            noisy[k][f"{rate:g}"] = {key: r[key] for key in ("accuracy", "ece", "memorized")}
+
+    def summary(k: int | None) -> dict:
+        m = rows[k]["metrics"]
+        corr = {key: v for key, v in m.items() if "/" in key}
+        by_rate = lambda key: {rate: v[key] for rate, v in noisy[k].items()}
+        return {"k": k, "seed": cfg.seed, "accuracy": m["accuracy"], "ece": m["ece"],
+                "noisy_label_accuracy": by_rate("accuracy"), "noisy_label_ece": by_rate("ece"),
+                "noisy_label_memorized": by_rate("memorized"), "corruption_accuracy": corr,
+                "mean_corruption_accuracy": float(np.mean(list(corr.values()))),
+                "nonzero_fraction_test": rows[k]["test"]}
+
+    return {k: summary(k) for k in rows}
+
+
+# the metrics compared with the dense ViT seed by seed (`vs_dense` of every Top-k row)
+_PAIRED = ("accuracy", "ece", "noisy_label_accuracy", "noisy_label_ece", "noisy_label_memorized",
+           "mean_corruption_accuracy")
+
+
+def _seed_summary(per_seed: list[dict], dense: list[dict] | None) -> dict:
+    """Mean over seeds in the one-seed keys, with `std`, `per_seed`, `seeds` and, for Top-k,
+    `vs_dense` (seed-paired differences); the dense summary drops `k`."""
+    out = seed_statistics([{key: v for key, v in r.items() if key != "seed"} for r in per_seed],
+                          keep=("k",))
+    out["seeds"] = [r["seed"] for r in per_seed]
+    if dense is None:
+        out.pop("k")
+    else:
+        out["vs_dense"] = paired_difference(per_seed, dense, _PAIRED)
+    return out
+
+
 def run(cfg: Config, run_dir: RunDir) -> dict:
     data = _images(cfg)
     text = _text(cfg)
@@ -286,39 +353,17 @@ def run(cfg: Config, run_dir: RunDir) -> dict:
             cfg, run_dir, data, "vit_random_labels", *topk_cfg, random_labels=True))
         record("vit-random-labels", r)
 
-    # Top-k against dense: clean (with ECE and corruptions) and under label noise
+    # Top-k against dense: clean (with ECE and corruptions) and under label noise, per seed
     dense_name = f"vit_w{cfg.topk_width}_d{cfg.topk_depth}"
     if dense_name not in runs:
         runs[dense_name] = run_dir.stage(dense_name, lambda: _train_vit(
             cfg, run_dir, data, dense_name, *topk_cfg, evaluate=True, keep=True))
-    rows = {None: runs[dense_name]}
-    noisy: dict = {None: {}}  # {k: {rate: end-of-training test accuracy, ECE, memorized}}
-    for divisor in cfg.topk_divisors:
-        k = max(1, cfg.topk_width // divisor)
-        name = f"vit_topk{k}"
-        rows[k] = run_dir.stage(name, lambda k=k, n=name: _train_vit(
-            cfg, run_dir, data, n, *topk_cfg, top_k=k, evaluate=True,
-            keep=(cfg.topk_width // cfg.tflite_divisor == k)))
-        noisy[k] = {}
-    for rate in cfg.label_noise:
-        for k in rows:
-            name = f"vit_{'dense' if k is None else f'topk{k}'}_noise{rate:g}"
-            r = run_dir.stage(name, lambda k=k, n=name, rate=rate: _train_vit(
-                cfg, run_dir, data, n, *topk_cfg, top_k=k, noise=rate))
-            noisy[k][f"{rate:g}"] = {key: r[key] for key in ("accuracy", "ece", "memorized")}
-
-    def summary(k: int | None) -> dict:
-        m = rows[k]["metrics"]
-        corr = {key: v for key, v in m.items() if "/" in key}
-        by_rate = lambda key: {rate: v[key] for rate, v in noisy[k].items()}
-        return {"k": k, "accuracy": m["accuracy"], "ece": m["ece"],
-                "noisy_label_accuracy": by_rate("accuracy"), "noisy_label_ece": by_rate("ece"),
-                "noisy_label_memorized": by_rate("memorized"), "corruption_accuracy": corr,
-                "mean_corruption_accuracy": float(np.mean(list(corr.values()))),
-                "nonzero_fraction_test": rows[k]["test"]}
-
-    dense = {key: v for key, v in summary(None).items() if key != "k"}
-    topk = [summary(k) for k in rows if k is not None]
+    per_seed = [_topk_comparison(replace(cfg, seed=cfg.seed + i), run_dir, data,
+                                 runs[dense_name] if i == 0 else None, suffix=f"_s{cfg.seed + i}"
+                                 if i else "") for i in range(cfg.seeds)]
+    dense = _seed_summary([rows[None] for rows in per_seed], None)
+    topk = [_seed_summary([rows[k] for rows in per_seed], [rows[None] for rows in per_seed])
+            for k in per_seed[0] if k is not None]
     tflite = run_dir.stage("tflite", lambda: _on_device(cfg, run_dir, data))
     results = {"sparsity": sparsity, "sparsity_over_training": over_training, "topk": topk,
                "dense": dense, "tflite": tflite}
@@ -348,7 +393,7 @@ EXPERIMENT = Experiment(
            "lm_batch_size": 64, "topk_width": 512, "topk_depth": 2,
            "noise_train_examples": 1024, "noise_epochs": 25, "probe_examples": 256,
            "probe_every_steps": 75, "prune_epochs": 1, "latency_runs": 100,
-           "tflite_eval_examples": 1000},
+           "tflite_eval_examples": 1000, "seeds": 1},  # one seed: `--set seeds=3` for spread
     demo={"image_dataset": "digits", "train_examples": 2000, "test_examples": 500,
           "patch_size": 2, "hidden_dim": 32, "num_heads": 2, "vit_widths": (32, 128),
           "vit_depths": (1,), "epochs": 3, "batch_size": 64, "lm_batch_size": 32,
@@ -359,5 +404,5 @@ EXPERIMENT = Experiment(
           "random_labels": False,
           "severities": (1, 5), "probe_examples": 128, "probe_every_steps": 10,
           "prune_epochs": 1, "latency_runs": 20, "tflite_eval_examples": 100,
-          "tflite_int8": False},
+          "tflite_int8": False, "seeds": 1},
 )

@@ -69,6 +69,53 @@ def _sparsity_table(rows: list[dict]) -> str:
                                   "max of layers ≥2 %", "per layer %"], digits=1)
 
 
+def _pm(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 3) -> str:
+    """`mean ± std` (just `mean` when one seed gave no spread)."""
+    if mean is None:
+        return ""
+    text = f"{scale * mean:.{digits}f}"
+    return text if std is None else f"{text} ± {scale * std:.{digits}f}"
+
+
+def _diff(v: dict, key: str, rate: str | None = None, scale: float = 100, digits: int = 1
+          ) -> str:
+    """A `vs_dense` difference as mean ± std (in points by default)."""
+    mean, std = v[key]["mean"], v[key]["std"]
+    if rate is not None:
+        mean, std = mean[rate], std[rate]
+    return _pm(mean, std, scale, digits)
+
+
+def _topk_tables(d: dict, topk: list[dict]) -> tuple[str, str]:
+    """The Top-k vs dense table (mean ± std over seeds) and the seed-paired differences."""
+    rates = list(d["noisy_label_accuracy"])
+    rows = []
+    for r in [{"k": None, **d}, *topk]:
+        std = r["std"]
+        noisy = [_pm(r[key].get(x), std[key].get(x)) for x in rates for key in
+                 ("noisy_label_accuracy", "noisy_label_ece", "noisy_label_memorized")]
+        rows.append(["dense" if r["k"] is None else f"k={r['k']}",
+                     _pm(r["accuracy"], std["accuracy"]), _pm(r["ece"], std["ece"]), *noisy,
+                     _pm(r["mean_corruption_accuracy"], std["mean_corruption_accuracy"]),
+                     100 * float(np.mean(r["nonzero_fraction_test"]))])
+    headers = ["model", "accuracy", "ECE (15 bins)",
+               *[f"{h} @ {x} noise" for x in rates for h in ("acc.", "ECE", "memorized")],
+               "mean corrupted acc.", "nonzero % (test)"]
+    diff_rows = []
+    for r in topk:
+        v = r["vs_dense"]
+        diff_rows.append([f"k={r['k']}", _diff(v, "accuracy"), _diff(v, "ece", scale=1, digits=3),
+                          *[_diff(v, "noisy_label_accuracy", x) for x in rates],
+                          " ".join(f"{100 * a:+.1f}" for a in v["accuracy"]["per_seed"]),
+                          " ".join(f"{100 * n[x]:+.1f}" for x in rates[-1:]
+                                   for n in v["noisy_label_accuracy"]["per_seed"])])
+    diff_headers = ["Top-k - dense", "accuracy (points)", "ECE",
+                    *[f"acc. @ {x} noise (points)" for x in rates], "accuracy per seed",
+                    f"acc. @ {rates[-1] if rates else '-'} noise per seed"]
+    return (markdown_table(rows, headers, digits=1),
+            markdown_table(diff_rows, diff_headers, digits=1))
+
+
 def write_report(cfg: Any, run_dir: RunDir, results: dict) -> None:
     """Writes the plots and report.md for `results` (see `tfkit.experiments.lazy_neuron`)."""
     sparsity = results["sparsity"]
@@ -84,15 +131,7 @@ def write_report(cfg: Any, run_dir: RunDir, results: dict) -> None:
         plot_over_training(results["sparsity_over_training"], "Sparsity over training"),
         "sparsity_over_training.png"))
     d, t = results["dense"], results["tflite"]
-    rates = list(d["noisy_label_accuracy"])
-    topk_rows = []
-    for r in [{"k": None, **d}, *results["topk"]]:
-        noisy = [r[key].get(x) for x in rates for key in
-                 ("noisy_label_accuracy", "noisy_label_ece", "noisy_label_memorized")]
-        topk_rows.append(["dense" if r["k"] is None else f"k={r['k']}", r["accuracy"], r["ece"],
-                          *noisy, r["mean_corruption_accuracy"],
-                          100 * float(np.mean(r["nonzero_fraction_test"]))])
-    noisy_headers = [f"{h} @ {x} noise" for x in rates for h in ("acc.", "ECE", "memorized")]
+    topk_table, diff_table = _topk_tables(d, results["topk"])
     variant_rows = [[v["name"], v["quantization"], v["size_bytes"] / 1024, v["accuracy"],
                      v.get("max_abs_diff"), v["xnnpack_on"]["median_ms"],
                      v["xnnpack_on"]["p90_ms"], v["xnnpack_off"]["median_ms"],
@@ -111,8 +150,15 @@ images; LM hidden {cfg.lm_hidden_dim}) and trained on a 2-core CPU.
 {"".join(f"![{f}]({f})" + chr(10) for f in figs)}
 ## 2. Top-k (d_ff = {cfg.topk_width}, depth {cfg.topk_depth}) vs dense
 
-{markdown_table(topk_rows, ["model", "accuracy", "ECE (15 bins)", *noisy_headers,
-                            "mean corrupted acc.", "nonzero % (test)"])}
+Mean ± sample std over {len(d["seeds"])} training seed(s) {d["seeds"]} (model init, data order,
+noisy labels; the same train/test images).
+
+{topk_table}
+Seed-paired differences to the dense ViT (mean ± std over seeds; positive accuracy and negative
+ECE favour Top-k; targets: accuracy within 1 point at k ≤ d_ff/16, lower ECE, ≥ +2 points at
+40 % noise):
+
+{diff_table}
 Corruptions: Gaussian noise and blur at CIFAR-10-C severities {list(cfg.severities)}.
 Label noise: symmetric, on the first {cfg.noise_train_examples or cfg.train_examples} training
 images for {cfg.noise_epochs or cfg.epochs} epochs, scored on the test set at the end of
