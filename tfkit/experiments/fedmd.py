@@ -213,7 +213,7 @@ EXPERIMENT = Experiment(
     # than what each model outputs in the digest, so the logits inflate every round (mean |logit|
     # 11 -> 27 by round 6) and accuracy falls after round 5; "moving" keeps it at 10-11.
     # 2 digest epochs and 8 revisit epochs per round: chosen on held-out FEMNIST train letters
-    # (no party's) over 3 rounds: gain +0.054 (1 and 4, the paper's), +0.068 (1 and 8), +0.087
+    # (no party's) over 3 rounds: gain +0.054 (1 and 4, the old preset), +0.068 (1 and 8), +0.087
     # (2 and 8); the 1/8-width CNNs absorb the consensus (0.70 there) slowly.
     quick={"width": 0.125, "public_size": 10000, "public_epochs": 2, "rounds": 6,
            "alignment_size": 5000, "digest_epochs": 2, "revisit_epochs": 8,
