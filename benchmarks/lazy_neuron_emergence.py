@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 PAPER_T5_NONZERO = 0.030  # T5-Base, Figure 1 of the paper
 
 
@@ -48,22 +46,15 @@ def main() -> None:
     except TfkitError as e:
         print(f"tinyshakespeare not available ({e}); set TFKIT_DATA_DIR", file=sys.stderr)
         sys.exit(1)
-    index = {c: i + 1 for i, c in enumerate(text.vocabulary)}  # id 0 is padding
-    encode = lambda s: np.array([index[c] for c in s], np.int32)
-    train_ids, test_ids = encode(text.train), encode(text.test)
-
-    def windows(ids: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        starts = np.random.default_rng(seed).integers(0, len(ids) - args.length - 1, count)
-        return (np.stack([ids[s:s + args.length] for s in starts]),
-                np.stack([ids[s + 1:s + args.length + 1] for s in starts]))
-
-    x, y = windows(train_ids, args.steps * args.batch, args.seed)  # fresh windows every step
-    xt, yt = windows(test_ids, 256, args.seed + 1)
+    train_ids, test_ids = text.encode(text.train), text.encode(text.test)
+    # fresh windows every step
+    x, y = datasets.next_token_windows(train_ids, args.steps * args.batch, args.length, args.seed)
+    xt, yt = datasets.next_token_windows(test_ids, 256, args.length, args.seed + 1)
     curves, rows, metrics = {}, [], {}
     for width in args.widths:
         keras.backend.clear_session()
         set_seed(args.seed)
-        model = DecoderLM(len(text.vocabulary) + 1, args.length, num_layers=args.depth,
+        model = DecoderLM(text.vocab_size, args.length, num_layers=args.depth,
                           hidden_dim=args.hidden, num_heads=4, intermediate_dim=width,
                           activation="relu")
         model.compile(keras.optimizers.Adam(1e-3),

@@ -87,3 +87,17 @@ def test_sample_is_seeded_and_not_the_first_rows():
     a, b = split.sample(200, seed=1), split.sample(200, seed=1)
     assert (a.y == b.y).all() and len(np.unique(a.y)) == 10
     assert split.sample(5000) is split
+
+
+def test_text_encoding_and_next_token_windows():
+    text = d.load_embedded_text()
+    ids = text.encode(text.train)
+    assert ids.dtype == np.int32 and ids.min() >= 1 and ids.max() < text.vocab_size  # 0 = pad
+    assert "".join(text.vocabulary[i - 1] for i in ids[:50]) == text.train[:50]
+    x, y = d.next_token_windows(ids, count=5, length=16, seed=3)
+    assert x.shape == y.shape == (5, 16)
+    assert (x[:, 1:] == y[:, :-1]).all()  # targets are the inputs shifted by one
+    again, _ = d.next_token_windows(ids, count=5, length=16, seed=3)
+    assert (again == x).all()
+    with pytest.raises(DataError, match="too short"):
+        d.next_token_windows(ids[:10], count=1, length=16, seed=0)

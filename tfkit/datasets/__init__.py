@@ -23,11 +23,11 @@ from tfkit.datasets.images import (
     load_femnist,
     load_mnist,
 )
-from tfkit.datasets.text import load_embedded_text, load_tinyshakespeare
+from tfkit.datasets.text import load_embedded_text, load_tinyshakespeare, next_token_windows
 
 __all__ = ["load", "names", "DataError", "ImageDataset", "TextDataset", "Split", "partition",
            "load_mnist", "load_femnist", "load_cifar10", "load_digits", "load_tinyshakespeare",
-           "load_embedded_text", "CIFAR10_CLASSES", "FEMNIST_CLASSES"]
+           "load_embedded_text", "next_token_windows", "CIFAR10_CLASSES", "FEMNIST_CLASSES"]
 
 _LOADERS: dict[str, Callable[..., ImageDataset | TextDataset]] = {
     "mnist": load_mnist,

@@ -79,6 +79,16 @@ class TextDataset:
     source: str = ""
     vocabulary: tuple[str, ...] = field(default=())
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids of `encode`: the characters plus id 0 for padding."""
+        return len(self.vocabulary) + 1
+
+    def encode(self, text: str) -> np.ndarray:
+        """Character ids (int32), 1-based in `vocabulary` order; id 0 is left for padding."""
+        index = {c: i + 1 for i, c in enumerate(self.vocabulary)}
+        return np.array([index[c] for c in text], np.int32)
+
     def __repr__(self) -> str:
         return (f"TextDataset({self.name!r}, train={len(self.train):,} chars, "
                 f"test={len(self.test):,} chars, vocabulary={len(self.vocabulary)}, "

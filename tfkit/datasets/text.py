@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from tfkit.datasets.base import DataError, TextDataset, resolve_data_dir
 
-__all__ = ["load_tinyshakespeare", "load_embedded_text"]
+__all__ = ["load_tinyshakespeare", "load_embedded_text", "next_token_windows"]
 
 TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
@@ -59,3 +61,21 @@ def load_embedded_text(test_fraction: float = 0.1) -> TextDataset:
                     if f.endswith(".rst"))
     text = "\n".join(open(p, encoding="utf-8").read() for p in descrs)
     return _split_text("embedded-text", text, test_fraction, "embedded: sklearn dataset docs")
+
+
+def next_token_windows(ids: np.ndarray, count: int, length: int, seed: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """`count` random windows of `length` ids and the same windows shifted by one (the
+    next-token targets), starting at positions drawn from `seed`.
+
+    Example:
+        >>> x, y = next_token_windows(np.arange(100), count=4, length=8, seed=0)
+        >>> x.shape, bool((y == x + 1).all())
+        ((4, 8), True)
+    """
+    if len(ids) < length + 2:
+        raise DataError(f"text of {len(ids)} tokens is too short for windows of {length}")
+    starts = np.random.default_rng(seed).integers(0, len(ids) - length - 1, count)
+    x = np.stack([ids[s:s + length] for s in starts])
+    y = np.stack([ids[s + 1:s + length + 1] for s in starts])
+    return x, y

@@ -17,6 +17,7 @@ import numpy as np
 from tfkit import datasets
 from tfkit.backend import keras, set_seed
 from tfkit.config import ConfigError
+from tfkit.datasets import next_token_windows
 from tfkit.datasets.pipeline import image_dataset, to_float
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.models import DecoderLM, ViT
@@ -119,16 +120,7 @@ def _images(cfg: Config) -> tuple:
 
 def _text(cfg: Config) -> tuple:
     ds = datasets.load(cfg.text_dataset, cfg.data_dir)
-    index = {c: i + 1 for i, c in enumerate(ds.vocabulary)}  # id 0 is padding
-    encode = lambda s: np.array([index[c] for c in s], np.int32)
-    return encode(ds.train), encode(ds.test), len(ds.vocabulary) + 1
-
-
-def _windows(ids: np.ndarray, count: int, length: int, seed: int) -> tuple:
-    starts = np.random.default_rng(seed).integers(0, len(ids) - length - 1, count)
-    x = np.stack([ids[s:s + length] for s in starts])
-    y = np.stack([ids[s + 1:s + length + 1] for s in starts])
-    return x, y
+    return ds.encode(ds.train), ds.encode(ds.test), ds.vocab_size
 
 
 # --- training stages -------------------------------------------------------------------------
@@ -212,8 +204,8 @@ def _train_lm(cfg: Config, run_dir: RunDir, text: tuple, name: str, width: int,
     train_ids, test_ids, vocab = text
     length = cfg.lm_sequence_length
     windows = max(1, cfg.lm_train_windows // cfg.lm_batch_size) * cfg.lm_batch_size
-    x, y = _windows(train_ids, windows, length, cfg.seed)
-    xt, yt = _windows(test_ids, max(cfg.probe_examples, 64), length, cfg.seed + 1)
+    x, y = next_token_windows(train_ids, windows, length, cfg.seed)
+    xt, yt = next_token_windows(test_ids, max(cfg.probe_examples, 64), length, cfg.seed + 1)
     model = _compile(DecoderLM(vocab, length, num_layers=depth, hidden_dim=cfg.lm_hidden_dim,
                                num_heads=cfg.num_heads, intermediate_dim=width,
                                activation="relu"), cfg)
