@@ -199,18 +199,36 @@ def test_every_party_failing_and_dead_worker_give_clear_errors(scenario, tmp_pat
 
 
 def test_demo_preset_end_to_end_and_resume(tmp_path):
+    """The demo preset, run as 3 rounds and then continued to its 5 ("train 2 more rounds"),
+    then re-run: every stage is reused."""
+    import dataclasses
+
+    from tfkit.config import ConfigError
     from tfkit.experiments import fedmd, run_experiment
 
     config = fedmd.EXPERIMENT.config("demo")
-    results = run_experiment(fedmd.EXPERIMENT, config, tmp_path, log=None)
+    first = run_experiment(fedmd.EXPERIMENT, dataclasses.replace(config, rounds=3), tmp_path,
+                           log=None)
+    assert [r["round"] for r in first["rounds"]] == [1, 2, 3]
+    logs: list[str] = []
+    results = run_experiment(fedmd.EXPERIMENT, config, tmp_path, log=logs.append)
+    assert any("continuing with rounds 3 -> 5" in m for m in logs)
+    assert sum("done earlier" in m for m in logs) == 2  # transfer and upper bound reused
+    assert any("resumed from the checkpoint of round 3" in m for m in logs)
+    assert not any("round 2:" in m for m in logs)  # finished rounds are not trained again
     for key in ("rounds", "round0", "upper_bound", "mean_gain", "gap_to_upper_bound"):
         assert key in results
-    assert len(results["rounds"]) == config.rounds
+    assert [r["round"] for r in results["rounds"]] == [1, 2, 3, 4, 5]
+    assert results["rounds"][:3] == first["rounds"]
+    assert results["final"] == results["rounds"][-1]["accuracy"] != first["final"]
     assert set(results["rounds"][0]) >= {"round", "accuracy", "bytes_up", "bytes_down",
                                          "seconds"}
     assert len(results["round0"]) == len(results["upper_bound"]) == config.num_parties
     assert (tmp_path / "report.md").exists() and (tmp_path / "accuracy.png").exists()
-    logs: list[str] = []
+    logs.clear()
     again = run_experiment(fedmd.EXPERIMENT, config, tmp_path, log=logs.append)
     assert sum("done earlier" in m for m in logs) == 3
     assert again["rounds"] == results["rounds"]
+    with pytest.raises(ConfigError, match="seed"):  # other fields still refuse the directory
+        run_experiment(fedmd.EXPERIMENT, dataclasses.replace(config, seed=1), tmp_path,
+                       log=None)

@@ -40,6 +40,9 @@ class Experiment:
         headline: `headline(results) -> Headline` for the demo table.
         quick: overrides for `--quick` (≤ 15-30 min on 2 cores with real data).
         demo: overrides for `tfkit demo` (embedded data only, about a minute on 2 cores).
+        extendable: config fields a re-run into the same directory may change: the run then
+            continues instead of refusing the directory (e.g. FedMD's `rounds`: "5 more rounds"
+            resumes from the last finished round; `run` must handle the changed value).
     """
 
     name: str
@@ -48,6 +51,7 @@ class Experiment:
     headline: Callable[[dict], Headline]
     quick: Mapping[str, Any] = field(default_factory=dict)
     demo: Mapping[str, Any] = field(default_factory=dict)
+    extendable: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -77,8 +81,11 @@ def run_experiment(experiment: Experiment, config: Any, out: str | Path,
     previous = run.file("config.json")
     if previous.exists():
         old = json.loads(previous.read_text())
-        if old != resolved:
-            diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+        diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+        if diff and set(diff) <= set(experiment.extendable):
+            run.log("continuing with " + ", ".join(f"{k} {old.get(k)} -> {resolved.get(k)}"
+                                                   for k in diff))
+        elif diff:
             raise ConfigError(
                 f"{out} holds a run of a different config (fields differ: {', '.join(diff)}); "
                 "use another --out, or the same settings to resume it")
