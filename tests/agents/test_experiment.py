@@ -58,3 +58,12 @@ def test_each_generation_restarts_from_the_base_unless_asked_to_warm_start():
     assert _init(warm, 2, "L", "gen1_L") == "gen1_L"
     assert _init(warm, 2, "XS", "gen1_L") == "gen1_XS"
     assert _init(warm, 1, "S", "initial_L") is None
+
+
+def test_growing_may_sample_hotter_and_more_than_evaluation():
+    cfg = get("rest-react").config("quick", grow_temperature=1.0, grow_num_samples=16)
+    grow, evaluate = cfg.agent("L", grow=True), cfg.agent("L")
+    assert (grow.temperature, grow.num_samples) == (1.0, 16)
+    assert (evaluate.temperature, evaluate.num_samples) == (cfg.temperature, cfg.num_samples)
+    default = get("rest-react").config("quick").agent("XS", grow=True)
+    assert (default.temperature, default.num_samples) == (0.5, 8)  # unset: evaluation's

@@ -52,6 +52,9 @@ class Config:
     num_samples: int = 4  # samples per step (the paper's 4)
     xs_num_samples: int = 16  # the paper samples 16 for its smallest model
     temperature: float = 0.5
+    grow_temperature: float | None = None  # temperature when growing ReST data (None: the
+    # paper's `temperature`); higher gives the ranker more distinct samples per step
+    grow_num_samples: int | None = None  # samples per step when growing (None: `num_samples`)
     max_searches: int = 10
     max_new_tokens: int = 40  # step outputs are short calls
     # models: (layers, hidden, heads, mlp width); XS has >= 50x fewer parameters than L
@@ -79,9 +82,16 @@ class Config:
     jit_compile: bool = True  # XLA KV-cache decoding: ~1 s of compiling per model and batch
     # shape, repaid over a full run's thousands of decode calls (not at demo/quick size)
 
-    def agent(self, model: str = "L", self_checks: bool = True) -> AgentConfig:
+    def agent(self, model: str = "L", self_checks: bool = True, grow: bool = False
+              ) -> AgentConfig:
+        """The agent settings for evaluating `model`, or (`grow=True`) for growing data."""
         samples = self.xs_num_samples if model == "XS" else self.num_samples
-        return AgentConfig(num_samples=samples, temperature=self.temperature,
+        temperature = self.temperature
+        if grow:
+            samples = self.grow_num_samples or samples
+            temperature = self.temperature if self.grow_temperature is None else (
+                self.grow_temperature)
+        return AgentConfig(num_samples=samples, temperature=temperature,
                            max_searches=self.max_searches, max_new_tokens=self.max_new_tokens,
                            self_checks=self_checks)
 

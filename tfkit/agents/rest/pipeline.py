@@ -121,7 +121,7 @@ class _Runner:
         def fn():
             trajs, examples = run_generation(
                 self.lm(policy), self.world.search, self.rest_questions,
-                agent_config=self.cfg.agent(), ranker=OfflineRater(),
+                agent_config=self.cfg.agent(grow=True), ranker=OfflineRater(),
                 trajectories_per_question=per_question, targets=targets, seed=self.cfg.seed)
             write_jsonl(self.data(f"{name}_examples"), examples)
             write_jsonl(self.data(f"{name}_trajectories"), [{"generation": name, **t}
