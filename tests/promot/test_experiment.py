@@ -20,3 +20,13 @@ def test_promot_demo_runs_and_resumes(tmp_path):
     again = experiments.run_experiment(exp, cfg, tmp_path, log=messages.append)
     assert again["target"] == results["target"]
     assert not any(m.endswith(": running") for m in messages)  # every stage was reused
+
+
+def test_promot_config_reaches_both_stages():
+    from tfkit.promot.pipeline import Setup
+
+    exp = experiments.get("promot")
+    cfg = exp.config("demo", model_optimizer="adafactor", prompt_tokens=8)
+    tuning = Setup.create(cfg).tuning()
+    assert (tuning.model_optimizer, tuning.prompt_tokens) == ("adafactor", 8)
+    assert tuning.model_learning_rate == cfg.model_learning_rate

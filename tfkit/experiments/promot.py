@@ -62,6 +62,7 @@ class Config:
     prompt_optimizer: str = "adafactor"
     prompt_learning_rate: float = 0.3   # the paper's stage-1 rate (Adafactor, param-scaled)
     model_steps: int = 1500          # constant-rate steps: ~5x convergence, FT specializes ≥ 50 %
+    model_optimizer: str = "adam"    # the paper uses "adafactor"; at 1e-3 FT then stays in format
     model_learning_rate: float = 1e-3   # the paper's stage-2 rate (Adam here)
     model_schedule: str = "constant"    # fine-tune at a fixed rate to convergence (T5-style)
     finetune_batch_size: int = 32

@@ -72,7 +72,8 @@ class Setup:
                             prompt_positions=c.prompt_positions,
                             prompt_steps=c.prompt_steps, prompt_optimizer=c.prompt_optimizer,
                             prompt_learning_rate=c.prompt_learning_rate,
-                            model_steps=c.model_steps, model_learning_rate=c.model_learning_rate,
+                            model_steps=c.model_steps, model_optimizer=c.model_optimizer,
+                            model_learning_rate=c.model_learning_rate,
                             model_schedule=c.model_schedule,
                             batch_size=c.finetune_batch_size, seed=c.seed)
 
