@@ -6,7 +6,7 @@ import pytest
 from tfkit.agents import KerasLM, KVCacheSampler, WordTokenizer
 from tfkit.agents.lm import CallableLM, LanguageModel
 from tfkit.agents.rest import ModelSpec, encode_examples, finetune
-from tfkit.backend import tf
+from tfkit.backend import keras, tf
 from tfkit.models import DecoderLM
 
 WORDS = "hello world foo bar baz Search ( ) = \" query thoughts Terminate"
@@ -92,6 +92,20 @@ def test_loss_is_on_output_tokens_only_and_finetuning_learns(tmp_path):
     _, again = finetune(examples, tok, ModelSpec(1, 32, 2, 64), sequence_length=32, epochs=25,
                         directory=tmp_path / "ckpt", batch_size=8)
     assert again == {}
+
+
+def test_smoothed_loss_is_cross_entropy_at_zero_and_penalises_certainty():
+    from tfkit.agents.rest.finetune import smoothed_token_loss
+
+    labels = tf.constant([[1, 0]])
+    logits = tf.constant([[[0.0, 9.0, 0.0], [2.0, 1.0, 0.0]]])
+    plain = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    np.testing.assert_allclose(smoothed_token_loss(0.0)(labels, logits), plain, rtol=1e-6)
+    # a near-certain right prediction costs more under smoothing than a softer one
+    smooth = smoothed_token_loss(0.1)(labels, logits).numpy()
+    assert smooth[0, 0] > plain.numpy()[0, 0] + 0.1
+    softer = smoothed_token_loss(0.1)(labels, tf.constant([[[0.0, 4.0, 0.0], [2.0, 1.0, 0.0]]]))
+    assert softer.numpy()[0, 0] < smooth[0, 0]
 
 
 def test_callable_lm_truncates_at_stop_and_scores():

@@ -75,6 +75,7 @@ class Config:
     # (gen2's samples from the confident gen1 L rarely differ, so alone they add little)
     batch_size: int = 8  # many small updates per CPU-minute (copying names needs many steps)
     learning_rate: float = 2e-3
+    label_smoothing: float = 0.0  # > 0 keeps fine-tuned policies from turning deterministic
     eval_runs: int = 10  # the paper's 10 auto-eval runs
     ablations: bool = True  # trajectories 1x/2x/4x, ranker vs perplexity targets, self-checks
     strategy: str = "default"  # default | mirrored | tpu

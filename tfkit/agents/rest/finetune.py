@@ -21,7 +21,7 @@ from tfkit.models import DecoderLM
 from tfkit.training import fit_resumable
 
 __all__ = ["ModelSpec", "make_strategy", "build_lm", "encode_examples", "finetune",
-           "mixed_precision"]
+           "mixed_precision", "smoothed_token_loss"]
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,24 @@ def encode_examples(examples: Sequence[dict], tokenizer: WordTokenizer, sequence
     return x, y, w
 
 
+def smoothed_token_loss(label_smoothing: float):
+    """Per-token cross-entropy from logits with the target smoothed towards uniform; Keras
+    applies the (output-token) sample weights. 0 is plain sparse cross-entropy."""
+    def loss(labels, logits):
+        logp = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        nll = -tf.gather(logp, tf.cast(labels, tf.int32), batch_dims=2)
+        return (1.0 - label_smoothing) * nll - label_smoothing * tf.reduce_mean(logp, -1)
+    return loss
+
+
 def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec, *,
              sequence_length: int, epochs: int, directory: str | Path, batch_size: int = 32,
              learning_rate: float = 2e-3, init_from: keras.Model | None = None,
-             strategy: str = "default", mixed: bool = True, seed: int = 0
-             ) -> tuple[DecoderLM, dict]:
+             strategy: str = "default", mixed: bool = True, seed: int = 0,
+             label_smoothing: float = 0.0) -> tuple[DecoderLM, dict]:
     """A new DecoderLM of size `spec` trained on `examples` (optionally warm-started from
-    `init_from`, a model of the same size); returns (model, history)."""
+    `init_from`, a model of the same size); returns (model, history). `label_smoothing` > 0
+    keeps the policy from becoming near-deterministic on its training questions."""
     if not examples:
         raise TfkitError("no fine-tuning examples (every step failed to parse?)")
     x, y, w = encode_examples(examples, tokenizer, sequence_length)
@@ -106,7 +117,8 @@ def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, steps),
                                                           alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      loss=(smoothed_token_loss(label_smoothing) if label_smoothing else
+                            keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
                       weighted_metrics=[])
     data = (tf.data.Dataset.from_tensor_slices((x, y, w))
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)

@@ -92,7 +92,8 @@ class _Runner:
                 directory=self.run.checkpoint_dir(name), batch_size=self.cfg.batch_size,
                 learning_rate=self.cfg.learning_rate,
                 init_from=self.model(init) if init else None, strategy=self.cfg.strategy,
-                mixed=self.cfg.mixed_precision, seed=self.cfg.seed)
+                mixed=self.cfg.mixed_precision, seed=self.cfg.seed,
+                label_smoothing=self.cfg.label_smoothing)
             self.run.save_model(model, name, {"kind": "agent_policy", "size": size})
             self._models[name] = model
             return {"params": model.count_params(), "examples": len(examples),
