@@ -32,7 +32,8 @@ class Config:
     -0.5 / -0.7 (entail / translate; 52 % / 54 % of answers in the target's format), ProMoT
     45.7 / 45.6 (0 % / 2 %); target score FT 100 / 100, ProMoT 100 / 100. ProMoT staying below
     the pretrained average is forgetting (its answers keep their own formats), paid while stage 2
-    fits the target; gentler stage-2 rates keep more but then standard FT does not specialize.
+    fits the target; gentler stage-2 rates (Adam or Adafactor) keep more but then standard FT
+    does not specialize.
     `results.json` holds `target`, `icl` and `format_specialization` for the first target and
     `runs` for every target.
     """
