@@ -94,18 +94,22 @@ def test_loss_is_on_output_tokens_only_and_finetuning_learns(tmp_path):
     assert again == {}
 
 
-def test_smoothed_loss_is_cross_entropy_at_zero_and_penalises_certainty():
-    from tfkit.agents.rest.finetune import smoothed_token_loss
+def test_smoothed_loss_is_cross_entropy_at_zero_penalises_certainty_and_serializes():
+    from tfkit.agents.rest.finetune import SmoothedTokenLoss
 
     labels = tf.constant([[1, 0]])
     logits = tf.constant([[[0.0, 9.0, 0.0], [2.0, 1.0, 0.0]]])
     plain = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-    np.testing.assert_allclose(smoothed_token_loss(0.0)(labels, logits), plain, rtol=1e-6)
+    np.testing.assert_allclose(SmoothedTokenLoss(0.0).call(labels, logits), plain, rtol=1e-6)
     # a near-certain right prediction costs more under smoothing than a softer one
-    smooth = smoothed_token_loss(0.1)(labels, logits).numpy()
+    smooth = SmoothedTokenLoss(0.1).call(labels, logits).numpy()
     assert smooth[0, 0] > plain.numpy()[0, 0] + 0.1
-    softer = smoothed_token_loss(0.1)(labels, tf.constant([[[0.0, 4.0, 0.0], [2.0, 1.0, 0.0]]]))
+    softer = SmoothedTokenLoss(0.1).call(labels, tf.constant([[[0.0, 4.0, 0.0],
+                                                                [2.0, 1.0, 0.0]]]))
     assert softer.numpy()[0, 0] < smooth[0, 0]
+    # a model compiled with it can be saved and loaded (its compile config names the class)
+    again = keras.losses.deserialize(keras.losses.serialize(SmoothedTokenLoss(0.2)))
+    assert isinstance(again, SmoothedTokenLoss) and again.label_smoothing == 0.2
 
 
 def test_callable_lm_truncates_at_stop_and_scores():

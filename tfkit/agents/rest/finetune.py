@@ -21,7 +21,7 @@ from tfkit.models import DecoderLM
 from tfkit.training import fit_resumable
 
 __all__ = ["ModelSpec", "make_strategy", "build_lm", "encode_examples", "finetune",
-           "mixed_precision", "smoothed_token_loss"]
+           "mixed_precision", "SmoothedTokenLoss"]
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,35 @@ def encode_examples(examples: Sequence[dict], tokenizer: WordTokenizer, sequence
     return x, y, w
 
 
-def smoothed_token_loss(label_smoothing: float):
-    """Per-token cross-entropy from logits with the target smoothed towards uniform; Keras
-    applies the (output-token) sample weights. 0 is plain sparse cross-entropy."""
-    def loss(labels, logits):
-        logp = tf.nn.log_softmax(tf.cast(logits, tf.float32))
-        nll = -tf.gather(logp, tf.cast(labels, tf.int32), batch_dims=2)
-        return (1.0 - label_smoothing) * nll - label_smoothing * tf.reduce_mean(logp, -1)
-    return loss
+@keras.utils.register_keras_serializable(package="tfkit")
+class SmoothedTokenLoss(keras.losses.Loss):
+    """Per-token cross-entropy from logits, the target smoothed towards uniform.
+
+    Keras applies the (output-token) sample weights; `label_smoothing=0` is plain sparse
+    cross-entropy. Registered, so a model compiled with it saves and loads.
+
+    Args:
+        label_smoothing: mass moved from the target token to a uniform distribution.
+
+    Example:
+        >>> loss = SmoothedTokenLoss(0.1)
+        >>> float(loss(tf.constant([[1]]), tf.constant([[[0.0, 9.0, 0.0]]]))) > 0.5
+        True
+    """
+
+    def __init__(self, label_smoothing: float = 0.1, name: str = "smoothed_token_loss",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        logp = tf.nn.log_softmax(tf.cast(y_pred, tf.float32))
+        nll = -tf.gather(logp, tf.cast(y_true, tf.int32), batch_dims=2)
+        return (1.0 - self.label_smoothing) * nll - self.label_smoothing * tf.reduce_mean(
+            logp, -1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec, *,
@@ -117,7 +138,7 @@ def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, steps),
                                                           alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=(smoothed_token_loss(label_smoothing) if label_smoothing else
+                      loss=(SmoothedTokenLoss(label_smoothing) if label_smoothing else
                             keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
                       weighted_metrics=[])
     data = (tf.data.Dataset.from_tensor_slices((x, y, w))
