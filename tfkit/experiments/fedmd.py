@@ -35,7 +35,8 @@ class Config:
     5000-sample alignment, 4 rounds of 3 digest + 8 revisit epochs, BatchNorm on moving
     statistics while digesting; ~16 CPU-minutes): expect mean accuracy 0.438 -> 0.543
     (`mean_gain` +0.105), 10/10 parties above round 0, pooled upper bound 0.627 (gap 0.084;
-    measured, see docs/RESULTS.md).
+    measured, see docs/RESULTS.md). Continued to 13 rounds (`--quick --set rounds=13`, same
+    --out): 0.561 (+0.123, gap 0.066), a plateau at 0.553-0.565 from round 6.
     """
 
     scenario: Literal["femnist", "digits"] = "femnist"  # digits = embedded demo data
