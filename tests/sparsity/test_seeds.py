@@ -5,8 +5,9 @@ import pytest
 
 from tfkit.config import ConfigError
 from tfkit.experiments import get
-from tfkit.experiments.lazy_neuron import Config, _images, _seed_summary, _topk_comparison
+from tfkit.experiments.lazy_neuron import Config, _images, _topk_comparison
 from tfkit.runs import RunDir
+from tfkit.sparsity.comparison import PAIRED_METRICS, combine_seeds, seed_summary, topk_row
 from tfkit.sparsity.seeds import paired_difference, seed_statistics
 
 
@@ -62,7 +63,7 @@ def test_topk_comparison_over_two_seeds(tmp_path):
     per_seed = [_topk_comparison(replace(cfg, seed=s), run_dir, data, None, suffix=f"_s{s}")
                 for s in (0, 1)]
     rows = [r[None] for r in per_seed]
-    dense = _seed_summary(rows, None)
+    dense = seed_summary(rows, None)
     assert dense["seeds"] == [0, 1] and "k" not in dense
     a, b = (r["ece"] for r in dense["per_seed"])
     assert a != b  # the seed changes training
@@ -70,5 +71,24 @@ def test_topk_comparison_over_two_seeds(tmp_path):
     assert dense["std"]["ece"] == pytest.approx(abs(a - b) / np.sqrt(2))
     assert (tmp_path / "stages" / "vit_w32_d1_s1.json").exists()
     # a model compared with itself seed by seed differs by exactly zero (pairs match seeds)
-    same = _seed_summary(rows, rows)["vs_dense"]
+    same = seed_summary(rows, rows)["vs_dense"]
     assert same["ece"]["per_seed"] == [0.0, 0.0] and same["ece"]["std"] == 0.0
+
+
+def test_topk_rows_combine_into_dense_and_topk_summaries():
+    def row(k, seed, acc, noisy_acc):
+        return topk_row(k, seed, {"accuracy": acc, "ece": 0.05, "noise/1": acc - 0.01,
+                                  "blur/1": acc - 0.03},
+                        {"0.4": {"accuracy": noisy_acc, "ece": 0.2, "memorized": 0.4}}, [0.3])
+
+    per_seed = [{None: row(None, 0, 0.30, 0.20), 16: row(16, 0, 0.31, 0.25)},
+                {None: row(None, 1, 0.34, 0.22), 16: row(16, 1, 0.33, 0.21)}]
+    assert per_seed[0][None]["mean_corruption_accuracy"] == pytest.approx(0.28)
+    dense, topk = combine_seeds(per_seed)
+    assert dense["seeds"] == [0, 1] and "k" not in dense and "vs_dense" not in dense
+    assert dense["accuracy"] == pytest.approx(0.32)
+    assert [t["k"] for t in topk] == [16]
+    gap = topk[0]["vs_dense"]
+    assert gap["accuracy"]["per_seed"] == pytest.approx([0.01, -0.01])
+    assert gap["noisy_label_accuracy"]["mean"]["0.4"] == pytest.approx(0.02)
+    assert set(gap) == set(PAIRED_METRICS)

@@ -9,7 +9,6 @@ TFLite, batch 1, 1 thread, XNNPACK on and off.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,17 +21,12 @@ from tfkit.datasets.pipeline import image_dataset, to_float
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.models import DecoderLM, ViT
 from tfkit.runs import RunDir
-from tfkit.sparsity import SparsityMonitor, evaluate_classifier, nonzero_fraction
-from tfkit.sparsity.evaluation import symmetric_label_noise
-from tfkit.sparsity.on_device import (
-    compare_on_device,
-    prune_and_finetune,
-    prune_neurons_and_finetune,
-    speedup_summary,
-)
+from tfkit.sparsity import evaluate_classifier
+from tfkit.sparsity.comparison import combine_seeds, topk_row
+from tfkit.sparsity.evaluation import accuracy, logits_fn, symmetric_label_noise
+from tfkit.sparsity.on_device import on_device_study
+from tfkit.sparsity.probed import compile_classifier, fit_probed, sparsity_records
 from tfkit.sparsity.report import write_report
-from tfkit.sparsity.seeds import paired_difference, seed_statistics
-from tfkit.training import fit_resumable
 
 
 @dataclass(frozen=True)
@@ -125,24 +119,6 @@ def _text(cfg: Config) -> tuple:
 
 # --- training stages -------------------------------------------------------------------------
 
-def _predict(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """Eager batched logits (no per-shape tracing of Keras' predict/evaluate functions)."""
-    return lambda x: model(x, training=False).numpy()
-
-
-def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    hits = sum(int((_predict(model)(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-               for i in range(0, len(x), batch_size))
-    return hits / len(x)
-
-
-def _compile(model: keras.Model, cfg: Config) -> keras.Model:
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
-
-
 def _vit(cfg: Config, data: tuple, width: int, depth: int, top_k: int | None) -> ViT:
     x = data[0]
     return ViT(image_size=x.shape[1], patch_size=cfg.patch_size, num_layers=depth,
@@ -169,26 +145,20 @@ def _train_vit(cfg: Config, run_dir: RunDir, data: tuple, name: str, width: int,
         epochs, every = cfg.noise_epochs or cfg.epochs, 10**9  # probes at start and end only
     elif random_labels:
         y_tr = np.random.default_rng(cfg.seed + 1).integers(0, classes, len(y_tr))
-    model = _compile(_vit(cfg, data, width, depth, top_k), cfg)
+    model = compile_classifier(_vit(cfg, data, width, depth, top_k), cfg.learning_rate)
     probes = {"train": x_tr[:cfg.probe_examples], "test": x_te[:cfg.probe_examples]}
-    monitor = SparsityMonitor(probes, every_n_steps=every, max_batches=None)
-    history = fit_resumable(model, image_dataset(x_tr, y_tr, cfg.batch_size, shuffle=True,
-                                                 seed=cfg.seed),
-                            epochs=epochs, directory=run_dir.checkpoint_dir(name),
-                            callbacks=[monitor], verbose=0)
     out = {"width": width, "depth": depth, "top_k": top_k, "noise": noise,
            "random_labels": random_labels, "train_examples": len(x_tr), "epochs": epochs,
-           "history": history, "over_training": monitor.history,
-           "train_accuracy": _accuracy(model, x_tr, y_tr),
-           "accuracy": _accuracy(model, x_te, y_te)}
-    for split, probe in probes.items():
-        out[split] = list(nonzero_fraction(model, probe).values())
+           **fit_probed(model, image_dataset(x_tr, y_tr, cfg.batch_size, shuffle=True,
+                                             seed=cfg.seed), probes,
+                        run_dir.checkpoint_dir(name), epochs, every, verbose=0),
+           "train_accuracy": accuracy(model, x_tr, y_tr), "accuracy": accuracy(model, x_te, y_te)}
     if noise:
         flipped = y_tr != y_true
-        out["memorized"] = _accuracy(model, x_tr[flipped], y_tr[flipped])
-        out["ece"] = dict(evaluate_classifier(_predict(model), x_te, y_te, ()))["ece"]
+        out["memorized"] = accuracy(model, x_tr[flipped], y_tr[flipped])
+        out["ece"] = dict(evaluate_classifier(logits_fn(model), x_te, y_te, ()))["ece"]
     if evaluate:
-        out["metrics"] = dict(evaluate_classifier(_predict(model), x_te, y_te,
+        out["metrics"] = dict(evaluate_classifier(logits_fn(model), x_te, y_te,
                                                   cfg.severities, seed=cfg.seed))
     if keep:
         model.save(run_dir.checkpoint_dir(name) / "model.keras")
@@ -206,21 +176,17 @@ def _train_lm(cfg: Config, run_dir: RunDir, text: tuple, name: str, width: int,
     windows = max(1, cfg.lm_train_windows // cfg.lm_batch_size) * cfg.lm_batch_size
     x, y = next_token_windows(train_ids, windows, length, cfg.seed)
     xt, yt = next_token_windows(test_ids, max(cfg.probe_examples, 64), length, cfg.seed + 1)
-    model = _compile(DecoderLM(vocab, length, num_layers=depth, hidden_dim=cfg.lm_hidden_dim,
-                               num_heads=cfg.num_heads, intermediate_dim=width,
-                               activation="relu"), cfg)
+    model = compile_classifier(DecoderLM(vocab, length, num_layers=depth,
+                                         hidden_dim=cfg.lm_hidden_dim, num_heads=cfg.num_heads,
+                                         intermediate_dim=width, activation="relu"),
+                               cfg.learning_rate)
     probes = {"train": x[:cfg.probe_examples], "test": xt[:cfg.probe_examples]}
-    monitor = SparsityMonitor(probes, every_n_steps=cfg.probe_every_steps, max_batches=None)
-    history = fit_resumable(model, x, y=y, epochs=cfg.lm_epochs,
-                            directory=run_dir.checkpoint_dir(name), callbacks=[monitor],
-                            batch_size=cfg.lm_batch_size, verbose=0)
-    loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+    out = {"width": width, "depth": depth,
+           **fit_probed(model, x, probes, run_dir.checkpoint_dir(name), cfg.lm_epochs,
+                        cfg.probe_every_steps, y=y, batch_size=cfg.lm_batch_size, verbose=0)}
+    out["test_loss"] = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
         yt, model(xt, training=False)))
-    out = {"width": width, "depth": depth, "history": history, "test_loss": loss,
-           "over_training": monitor.history}
-    for split, probe in probes.items():
-        out[split] = list(nonzero_fraction(model, probe).values())
-    run_dir.log(f"{name}: test loss {loss:.3f}, nonzero (test) "
+    run_dir.log(f"{name}: test loss {out['test_loss']:.3f}, nonzero (test) "
                 + " ".join(f"{f:.3f}" for f in out["test"]))
     return out
 
@@ -236,23 +202,14 @@ def _on_device(cfg: Config, run_dir: RunDir, data: tuple) -> dict:
     dense, topk = load(f"vit_w{cfg.topk_width}_d{cfg.topk_depth}"), load(f"vit_topk{k}")
     train = image_dataset(x_tr, y_tr, cfg.batch_size, shuffle=True, seed=cfg.seed)
     set_seed(cfg.seed)
-    models = {"dense": dense, "topk": topk,
-              "pruned": prune_and_finetune(dense, train, cfg.prune_epochs, cfg.prune_sparsity),
-              "both": prune_and_finetune(topk, train, cfg.prune_epochs, cfg.prune_sparsity),
-              "neurons": prune_neurons_and_finetune(dense, train, cfg.prune_epochs,
-                                                    cfg.prune_sparsity)}
     n = cfg.tflite_eval_examples
-    out = compare_on_device(models, x_te[:n], y_te[:n], sparse_weights=("pruned", "both"),
-                            latency_runs=cfg.latency_runs,
-                            quantizations=("float32", "int8") if cfg.tflite_int8 else ("float32",))
-    out.update(speedup_summary(out["variants"]))
-    out["max_abs_diff"] = max(v["max_abs_diff"] for v in out["variants"]
-                              if v["name"] == "topk" and "max_abs_diff" in v)
+    out = on_device_study(dense, topk, train, x_te[:n], y_te[:n], cfg.prune_epochs,
+                          cfg.prune_sparsity, cfg.latency_runs, cfg.tflite_int8)
     out["top_k"] = k
     meta = {"kind": "image_classifier", "dataset": cfg.image_dataset,
             "input_shape": list(x_te.shape[1:]), "class_names": list(class_names)}
     for name, model, primary in (("topk", topk, True), ("dense", dense, False)):
-        acc = _accuracy(model, x_te, y_te)
+        acc = accuracy(model, x_te, y_te)
         run_dir.save_model(model, name, {**meta, "metrics": {"accuracy": acc}, "top_k":
                                          k if name == "topk" else None, "primary": primary})
     return out
@@ -284,35 +241,8 @@ def _topk_comparison(cfg: Config, run_dir: RunDir, data: tuple, dense: dict | No
                 cfg, run_dir, data, n, *topk_cfg, top_k=k, noise=rate))
             noisy[k][f"{rate:g}"] = {key: r[key] for key in ("accuracy", "ece", "memorized")}
 
-    def summary(k: int | None) -> dict:
-        m = rows[k]["metrics"]
-        corr = {key: v for key, v in m.items() if "/" in key}
-        by_rate = lambda key: {rate: v[key] for rate, v in noisy[k].items()}
-        return {"k": k, "seed": cfg.seed, "accuracy": m["accuracy"], "ece": m["ece"],
-                "noisy_label_accuracy": by_rate("accuracy"), "noisy_label_ece": by_rate("ece"),
-                "noisy_label_memorized": by_rate("memorized"), "corruption_accuracy": corr,
-                "mean_corruption_accuracy": float(np.mean(list(corr.values()))),
-                "nonzero_fraction_test": rows[k]["test"]}
-
-    return {k: summary(k) for k in rows}
-
-
-# the metrics compared with the dense ViT seed by seed (`vs_dense` of every Top-k row)
-_PAIRED = ("accuracy", "ece", "noisy_label_accuracy", "noisy_label_ece", "noisy_label_memorized",
-           "mean_corruption_accuracy")
-
-
-def _seed_summary(per_seed: list[dict], dense: list[dict] | None) -> dict:
-    """Mean over seeds in the one-seed keys, with `std`, `per_seed`, `seeds` and, for Top-k,
-    `vs_dense` (seed-paired differences); the dense summary drops `k`."""
-    out = seed_statistics([{key: v for key, v in r.items() if key != "seed"} for r in per_seed],
-                          keep=("k",))
-    out["seeds"] = [r["seed"] for r in per_seed]
-    if dense is None:
-        out.pop("k")
-    else:
-        out["vs_dense"] = paired_difference(per_seed, dense, _PAIRED)
-    return out
+    return {k: topk_row(k, cfg.seed, rows[k]["metrics"], noisy[k], rows[k]["test"])
+            for k in rows}
 
 
 def run(cfg: Config, run_dir: RunDir) -> dict:
@@ -321,11 +251,9 @@ def run(cfg: Config, run_dir: RunDir) -> dict:
     sparsity, over_training, runs = [], [], {}
 
     def record(model_name: str, r: dict) -> None:
-        for split in ("train", "test"):
-            sparsity.append({"model": model_name, "width": r["width"], "depth": r["depth"],
-                             "split": split, "nonzero_fraction_per_layer": r[split]})
-        over_training.append({"model": model_name, "width": r["width"], "depth": r["depth"],
-                              "probes": r["over_training"]})
+        rows, probes = sparsity_records(model_name, r)
+        sparsity.extend(rows)
+        over_training.append(probes)
 
     topk_cfg = (cfg.topk_width, cfg.topk_depth)
     for depth in cfg.vit_depths:
@@ -354,9 +282,7 @@ def run(cfg: Config, run_dir: RunDir) -> dict:
     per_seed = [_topk_comparison(replace(cfg, seed=cfg.seed + i), run_dir, data,
                                  runs[dense_name] if i == 0 else None, suffix=f"_s{cfg.seed + i}"
                                  if i else "") for i in range(cfg.seeds)]
-    dense = _seed_summary([rows[None] for rows in per_seed], None)
-    topk = [_seed_summary([rows[k] for rows in per_seed], [rows[None] for rows in per_seed])
-            for k in per_seed[0] if k is not None]
+    dense, topk = combine_seeds(per_seed)
     tflite = run_dir.stage("tflite", lambda: _on_device(cfg, run_dir, data))
     results = {"sparsity": sparsity, "sparsity_over_training": over_training, "topk": topk,
                "dense": dense, "tflite": tflite}
@@ -390,12 +316,10 @@ EXPERIMENT = Experiment(
     demo={"image_dataset": "digits", "train_examples": 2000, "test_examples": 500,
           "patch_size": 2, "hidden_dim": 32, "num_heads": 2, "vit_widths": (32, 128),
           "vit_depths": (1,), "epochs": 3, "batch_size": 64, "lm_batch_size": 32,
-          "text_dataset": "embedded-text",
-          "lm_hidden_dim": 32, "lm_widths": (32, 128), "lm_depths": (1,),
-          "lm_sequence_length": 32, "lm_train_windows": 256, "lm_epochs": 1,
+          "text_dataset": "embedded-text", "lm_hidden_dim": 32, "lm_widths": (32, 128),
+          "lm_depths": (1,), "lm_sequence_length": 32, "lm_train_windows": 256, "lm_epochs": 1,
           "topk_width": 128, "topk_depth": 1, "topk_divisors": (16,), "label_noise": (0.4,),
-          "random_labels": False,
-          "severities": (1, 5), "probe_examples": 128, "probe_every_steps": 10,
-          "prune_epochs": 1, "latency_runs": 20, "tflite_eval_examples": 100,
-          "tflite_int8": False, "seeds": 1},
+          "random_labels": False, "severities": (1, 5), "probe_examples": 128,
+          "probe_every_steps": 10, "prune_epochs": 1, "latency_runs": 20,
+          "tflite_eval_examples": 100, "tflite_int8": False, "seeds": 1},
 )

@@ -9,8 +9,10 @@ Variants (`VARIANTS`):
                   MLP activations are rewritten as a threshold (see `integer_friendly`).
 
 `TFLiteModel` runs a `.tflite` file with `tflite_runtime` (the on-device interpreter package),
-falling back to `tf.lite.Interpreter`. It verifies the file before the native interpreter sees
-it, so a corrupted or truncated file raises `TFLiteModelError` instead of crashing the process.
+falling back to `tf.lite.Interpreter`, at batch 1, XNNPACK on or off. It verifies the file
+before the native interpreter sees it, so a corrupted or truncated file raises
+`TFLiteModelError` instead of crashing the process. It is the one interpreter wrapper of tfkit
+(`tfkit.sparsity.tflite` predicts and times its variants with it too).
 
 Example:
     >>> flat = convert(model, "int8", calibration=train_images_float)
@@ -29,7 +31,8 @@ import numpy as np
 
 from tfkit.export.errors import ExportError, TFLiteModelError
 
-__all__ = ["VARIANTS", "convert", "integer_friendly", "TFLiteModel", "interpreter_class"]
+__all__ = ["VARIANTS", "convert", "integer_friendly", "TFLiteModel", "interpreter_class",
+           "make_interpreter"]
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 
@@ -114,13 +117,35 @@ def convert(model: Any, variant: str, calibration: np.ndarray | None = None) -> 
 
 def interpreter_class() -> Callable[..., Any]:
     """`tflite_runtime.interpreter.Interpreter` where installed, else `tf.lite.Interpreter`."""
+    return _runtime()[0]
+
+
+def _runtime() -> tuple[Callable[..., Any], Any]:
+    """The interpreter class and its `OpResolverType` enum, from tflite_runtime if installed."""
     try:
-        from tflite_runtime.interpreter import Interpreter
+        from tflite_runtime.interpreter import Interpreter, OpResolverType
     except ImportError:  # tflite-runtime has no wheel for this platform
         from tfkit.backend import tf
 
-        Interpreter = tf.lite.Interpreter
-    return Interpreter
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    return Interpreter, OpResolverType
+
+
+def make_interpreter(content: bytes, num_threads: int | None = None, xnnpack: bool = True
+                     ) -> Any:
+    """An interpreter for a flatbuffer, as a device creates it (no Keras in the loop).
+
+    Args:
+        content: the `.tflite` bytes.
+        num_threads: interpreter threads (None = the runtime's default).
+        xnnpack: True applies the default XNNPACK delegate (the runtime's default); False runs
+            TFLite's builtin kernels only (e.g. its sparse FULLY_CONNECTED kernels).
+    """
+    Interpreter, OpResolverType = _runtime()
+    resolver = (OpResolverType.AUTO if xnnpack
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return Interpreter(model_content=content, num_threads=num_threads,
+                       experimental_op_resolver_type=resolver)
 
 
 def verify_flatbuffer(content: bytes, origin: str) -> None:
@@ -153,12 +178,14 @@ class TFLiteModel:
     Args:
         model: a `.tflite` path or its bytes.
         num_threads: interpreter threads (None = the runtime's default).
+        xnnpack: apply the default XNNPACK delegate (False: builtin kernels only).
 
     Raises:
         TFLiteModelError: the file is missing, corrupted, or has several inputs/outputs.
     """
 
-    def __init__(self, model: str | os.PathLike | bytes, num_threads: int | None = None):
+    def __init__(self, model: str | os.PathLike | bytes, num_threads: int | None = None,
+                 xnnpack: bool = True):
         if isinstance(model, bytes):
             content, self.origin = model, "the TFLite model"
         else:
@@ -169,8 +196,13 @@ class TFLiteModel:
         verify_flatbuffer(content, self.origin)
         self.size_bytes = len(content)
         try:
-            self.interpreter = interpreter_class()(model_content=content, num_threads=num_threads)
+            self.interpreter = make_interpreter(content, num_threads, xnnpack)
             self.interpreter.allocate_tensors()
+            inputs = self.interpreter.get_input_details()
+            if len(inputs) == 1 and inputs[0]["shape"][0] != 1:  # rows run at batch 1
+                self.interpreter.resize_tensor_input(inputs[0]["index"],
+                                                     (1, *inputs[0]["shape"][1:]))
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise TFLiteModelError(f"{self.origin} cannot run on this interpreter: "
                                    f"{str(e).strip().splitlines()[0]}") from None
@@ -215,3 +247,10 @@ class TFLiteModel:
             y = self.interpreter.get_tensor(self._output["index"])
             results.append((y.astype(np.float32) - out_zero) * out_scale if out_scale else y)
         return np.concatenate(results).astype(np.float32)
+
+    def invoke(self, x: np.ndarray | None = None) -> None:
+        """One batch-1 `invoke()`, after setting the first row of `x` as input if given (for
+        timing: set the input once, then call `invoke()` repeatedly)."""
+        if x is not None:
+            self.interpreter.set_tensor(self._input["index"], self._prepare(np.asarray(x)[:1]))
+        self.interpreter.invoke()

@@ -7,11 +7,13 @@ Dietterich, 2019); the robustness package has the full suite.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 __all__ = ["expected_calibration_error", "symmetric_label_noise", "gaussian_noise",
-           "gaussian_blur", "CORRUPTIONS", "evaluate_classifier", "predict_probs"]
+           "gaussian_blur", "CORRUPTIONS", "evaluate_classifier", "predict_probs", "logits_fn",
+           "accuracy"]
 
 # CIFAR-10-C strengths at severities 1..5 (noise: std in [0, 1] pixels; blur: sigma in pixels)
 _NOISE_STD = (0.04, 0.06, 0.08, 0.09, 0.10)
@@ -89,3 +91,17 @@ def evaluate_classifier(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.nd
         for s in severities:
             p = predict_probs(predict_fn, corrupt(x, s, seed=seed))
             yield f"{name}/{s}", float((p.argmax(-1) == y).mean())
+
+
+def logits_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A `predict_fn` for a Keras model: eager logits as numpy (no per-shape tracing of
+    Keras' predict/evaluate functions)."""
+    return lambda x: model(x, training=False).numpy()
+
+
+def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+    """Top-1 accuracy of a Keras classifier on `x`, in eager batches of `batch_size`."""
+    predict = logits_fn(model)
+    hits = sum(int((predict(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
+               for i in range(0, len(x), batch_size))
+    return hits / len(x)

@@ -20,7 +20,7 @@ from tfkit.sparsity.tflite import (
 )
 
 __all__ = ["prune_and_finetune", "prune_neurons_and_finetune", "compare_on_device",
-           "speedup_summary"]
+           "speedup_summary", "on_device_study"]
 
 
 def prune_and_finetune(model: keras.Model, train: tf.data.Dataset, epochs: int = 2,
@@ -119,3 +119,30 @@ def speedup_summary(variants: list[dict], dense_names: tuple[str, ...] = ("dense
             "sparse_ms": ms, "sparse_variant": f"{best['name']}/{best['quantization']}/{mode}",
             "sparse_accuracy": best["accuracy"], "speedup": dense_ms / ms,
             "equal_accuracy": bool(equal)}
+
+
+def on_device_study(dense: keras.Model, topk: keras.Model, train: tf.data.Dataset,
+                    x_eval: np.ndarray, y_eval: np.ndarray, prune_epochs: int = 2,
+                    sparsity: float = 0.9, latency_runs: int = 200, int8: bool = True) -> dict:
+    """Dense vs Top-k vs block-pruned vs both vs neuron-pruned, as TFLite at batch 1.
+
+    The dense model is block-pruned (`prune_and_finetune`) and neuron-pruned
+    (`prune_neurons_and_finetune`), the Top-k one block-pruned ("both"), each fine-tuned for
+    `prune_epochs` on `train`; all five go through `compare_on_device` (block-pruned ones in
+    TFLite's sparse weight format) and `speedup_summary`.
+
+    Returns:
+        `compare_on_device`'s variants, the `speedup_summary` keys, and `max_abs_diff`: the
+        largest |Keras - TFLite| output of the Top-k model in float32.
+    """
+    models = {"dense": dense, "topk": topk,
+              "pruned": prune_and_finetune(dense, train, prune_epochs, sparsity),
+              "both": prune_and_finetune(topk, train, prune_epochs, sparsity),
+              "neurons": prune_neurons_and_finetune(dense, train, prune_epochs, sparsity)}
+    out = compare_on_device(models, x_eval, y_eval, sparse_weights=("pruned", "both"),
+                            latency_runs=latency_runs,
+                            quantizations=("float32", "int8") if int8 else ("float32",))
+    out.update(speedup_summary(out["variants"]))
+    out["max_abs_diff"] = max(v["max_abs_diff"] for v in out["variants"]
+                              if v["name"] == "topk" and "max_abs_diff" in v)
+    return out

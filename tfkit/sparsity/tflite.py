@@ -6,9 +6,9 @@ block-sparse FULLY_CONNECTED weights run on TFLite's sparse kernels.
 
 `gathered_top_k(model)` returns an inference copy in which every Top-k MLP computes its second
 matmul from only the k active rows of V (top_k + gather + a k-wide matmul per token), so the
-TFLite graph does `2·d·k` instead of `2·d·d_ff` FLOPs there. Interpreters are created the way a
-device does it: the `tflite_runtime` package (falling back to `tf.lite.Interpreter`), 1 thread,
-batch 1, XNNPACK on or off.
+TFLite graph does `2·d·k` instead of `2·d·d_ff` FLOPs there. The flatbuffers run on tfkit's one
+interpreter wrapper, `tfkit.export.TFLiteModel`, the way a device does it: the `tflite_runtime`
+package (falling back to `tf.lite.Interpreter`), 1 thread, batch 1, XNNPACK on or off.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from tfkit.backend import keras, tf
+from tfkit.export.tflite import TFLiteModel
+from tfkit.export.tflite import make_interpreter as _shared_interpreter
 from tfkit.layers import FeedForward
 
 __all__ = ["GatheredFeedForward", "gathered_top_k", "to_tflite", "make_interpreter",
@@ -113,35 +115,19 @@ def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = Fal
 
 
 def make_interpreter(flatbuffer: bytes, xnnpack: bool = True, threads: int = 1) -> Any:
-    """A TFLite interpreter from `tflite_runtime` (else `tf.lite`), XNNPACK on or off."""
-    try:
-        from tflite_runtime.interpreter import Interpreter, OpResolverType
-    except ImportError:  # pragma: no cover - tflite-runtime is a dependency
-        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
-    resolver = (OpResolverType.AUTO if xnnpack
-                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    return Interpreter(model_content=flatbuffer, num_threads=threads,
-                       experimental_op_resolver_type=resolver)
+    """A TFLite interpreter from `tflite_runtime` (else `tf.lite`), XNNPACK on or off; the
+    shared factory of `tfkit.export.tflite` with this module's default of 1 thread."""
+    return _shared_interpreter(flatbuffer, num_threads=threads, xnnpack=xnnpack)
 
 
-def _batch_one(interpreter: Any, example: np.ndarray) -> tuple[dict, dict]:
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], (1, *example.shape[1:]))
-    interpreter.allocate_tensors()
-    return inp, out
+def _runner(flatbuffer: bytes, xnnpack: bool) -> TFLiteModel:
+    """The flatbuffer on the shared interpreter wrapper: 1 thread, batch 1 (as on a device)."""
+    return TFLiteModel(flatbuffer, num_threads=1, xnnpack=xnnpack)
 
 
 def predict_tflite(flatbuffer: bytes, x: np.ndarray, xnnpack: bool = True) -> np.ndarray:
     """Runs the flatbuffer row by row at batch 1 (as on a device); returns stacked outputs."""
-    interpreter = make_interpreter(flatbuffer, xnnpack=xnnpack)
-    inp, out = _batch_one(interpreter, x)
-    outputs = []
-    for i in range(len(x)):
-        interpreter.set_tensor(inp["index"], x[i:i + 1].astype(inp["dtype"]))
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(out["index"])[0].copy())
-    return np.stack(outputs)
+    return _runner(flatbuffer, xnnpack).predict(x)
 
 
 def max_abs_diff(model: keras.Model, flatbuffer: bytes, x: np.ndarray) -> float:
@@ -153,15 +139,14 @@ def max_abs_diff(model: keras.Model, flatbuffer: bytes, x: np.ndarray) -> float:
 def latency_ms(flatbuffer: bytes, example: np.ndarray, xnnpack: bool = True, runs: int = 100,
                warmup: int = 10) -> dict[str, float]:
     """Median and p90 wall time of one batch-1 `invoke()` on 1 thread, in milliseconds."""
-    interpreter = make_interpreter(flatbuffer, xnnpack=xnnpack)
-    inp, _ = _batch_one(interpreter, example)
-    interpreter.set_tensor(inp["index"], example[:1].astype(inp["dtype"]))
-    for _ in range(warmup):
-        interpreter.invoke()
+    runner = _runner(flatbuffer, xnnpack)
+    runner.invoke(example)
+    for _ in range(warmup - 1):
+        runner.invoke()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        interpreter.invoke()
+        runner.invoke()
         times.append((time.perf_counter() - t0) * 1e3)
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))}
 
@@ -174,22 +159,21 @@ def compare_latency(flatbuffers: dict[str, bytes], example: np.ndarray, runs: in
     Returns {"<name>/xnnpack_on|off": {"median_ms", "p90_ms"}}; `runs` invokes per entry, spread
     over `rounds` round-robin passes.
     """
-    interpreters = {}
+    runners = {}
     for name, flat in flatbuffers.items():
         for xnnpack in xnnpack_modes:
-            interpreter = make_interpreter(flat, xnnpack=xnnpack)
-            inp, _ = _batch_one(interpreter, example)
-            interpreter.set_tensor(inp["index"], example[:1].astype(inp["dtype"]))
-            for _ in range(warmup):
-                interpreter.invoke()
-            interpreters[f"{name}/xnnpack_{'on' if xnnpack else 'off'}"] = interpreter
-    times: dict[str, list[float]] = {key: [] for key in interpreters}
+            runner = _runner(flat, xnnpack)
+            runner.invoke(example)
+            for _ in range(warmup - 1):
+                runner.invoke()
+            runners[f"{name}/xnnpack_{'on' if xnnpack else 'off'}"] = runner
+    times: dict[str, list[float]] = {key: [] for key in runners}
     per_round = max(1, runs // rounds)
     for _ in range(rounds):
-        for key, interpreter in interpreters.items():
+        for key, runner in runners.items():
             for _ in range(per_round):
                 t0 = time.perf_counter()
-                interpreter.invoke()
+                runner.invoke()
                 times[key].append((time.perf_counter() - t0) * 1e3)
     return {key: {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90))}
             for key, t in times.items()}
