@@ -67,3 +67,13 @@ def test_growing_may_sample_hotter_and_more_than_evaluation():
     assert (evaluate.temperature, evaluate.num_samples) == (cfg.temperature, cfg.num_samples)
     default = get("rest-react").config("quick").agent("XS", grow=True)
     assert (default.temperature, default.num_samples) == (0.5, 8)  # unset: evaluation's
+
+
+def test_quick_preset_xs_is_at_least_50x_smaller_than_l():
+    from tfkit.agents.rest.finetune import ModelSpec, build_lm
+
+    cfg = get("rest-react").config("quick")
+    vocab = 227  # the quick world's tokenizer (stop 12 / 13 runs)
+    params = {k: build_lm(ModelSpec(*spec), vocab, cfg.sequence_length).count_params()
+              for k, spec in (("L", cfg.l_spec), ("XS", cfg.xs_spec))}
+    assert params["L"] >= 50 * params["XS"], params

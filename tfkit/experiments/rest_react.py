@@ -75,6 +75,9 @@ class Config:
     # (gen2's samples from the confident gen1 L rarely differ, so alone they add little)
     batch_size: int = 8  # many small updates per CPU-minute (copying names needs many steps)
     learning_rate: float = 2e-3
+    xs_epochs: int | None = None  # XS distillation epochs (None: `epochs_initial`)
+    xs_learning_rate: float | None = None  # (None: `learning_rate`); the quick preset's 3k-param
+    # XS parses its steps only with a larger rate for longer (dev parse failures 0.96 -> 0.44)
     label_smoothing: float = 0.0  # > 0 keeps fine-tuned policies from turning deterministic
     eval_runs: int = 10  # the paper's 10 auto-eval runs
     ablations: bool = True  # trajectories 1x/2x/4x, ranker vs perplexity targets, self-checks
@@ -117,8 +120,8 @@ EXPERIMENT = Experiment(
            "train_questions": 300, "dev_questions": 32, "test_questions": 32,
            "demo_questions": 600, "xs_num_samples": 8, "eval_runs": 3, "epochs_initial": 3,
            "epochs": 3, "sequence_length": 192,
-           "l_spec": (2, 72, 4, 288), "s_spec": (2, 24, 2, 96), "xs_spec": (1, 4, 2, 8),
-           "ablations": False, "jit_compile": False},
+           "l_spec": (2, 72, 4, 288), "s_spec": (2, 24, 2, 96), "xs_spec": (2, 4, 1, 8),
+           "xs_epochs": 10, "xs_learning_rate": 1e-2, "ablations": False, "jit_compile": False},
     demo={"people": 40, "cities": 16, "countries": 6, "companies": 12, "train_questions": 24,
           "dev_questions": 8, "test_questions": 8, "demo_questions": 24, "num_samples": 2,
           "xs_num_samples": 2, "eval_runs": 1, "epochs_initial": 2, "epochs": 1,
