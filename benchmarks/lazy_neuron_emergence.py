@@ -21,9 +21,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 PAPER_T5_NONZERO = 0.030  # T5-Base, Figure 1 of the paper
 PROBE_WINDOWS = 256  # train and test windows per probe
@@ -102,25 +99,6 @@ def probe(variant: Variant, windows: dict, batch: int) -> dict:
                for split, (x, _) in windows.items()}}
 
 
-def dead_fraction(model: Any, x: np.ndarray, batch: int) -> list[float]:
-    """Per MLP layer: the fraction of neurons never active on any token of `x` ("dead" ReLUs,
-    which lower the nonzero fraction without any per-token laziness)."""
-    from tfkit.backend import tf
-    from tfkit.sparsity.measure import feed_forward_layers, probe_activations
-
-    layers = feed_forward_layers(model)
-    active: dict = {}
-
-    def on(name, h):
-        seen = np.asarray(tf.reduce_any(tf.not_equal(h, 0), axis=[0, 1]))
-        active[name] = seen if name not in active else active[name] | seen
-
-    with probe_activations(layers, on):
-        for i in range(0, len(x), batch):
-            model(x[i:i + batch], training=False)
-    return [1.0 - float(active[name].mean()) for name, _ in layers]
-
-
 def print_tables(rows: list[dict], names: list[str]) -> None:
     from tfkit.runs import markdown_table
 
@@ -142,6 +120,7 @@ def main() -> None:
     args = parse_args()
     from tfkit import datasets
     from tfkit.errors import TfkitError
+    from tfkit.sparsity import dead_fraction
 
     try:
         text = datasets.load("tinyshakespeare", download=False)
@@ -198,7 +177,7 @@ def main() -> None:
           "live ones, per layer\n")
     for v in variants:
         row = max((r for r in rows if r["variant"] == v.name), key=lambda r: r["step"])
-        dead = dead_fraction(v.model, windows["test"][0], args.batch)
+        dead = list(dead_fraction(v.model, windows["test"][0], args.batch).values())
         live = [f / max(1.0 - d, 1e-9) for f, d in zip(row["test_nonzero"], dead, strict=True)]
         print(f"{v.name}, step {row['step']}: dead " + " / ".join(f"{d:.1%}" for d in dead)
               + "; nonzero among live " + " / ".join(f"{f:.1%}" for f in live))

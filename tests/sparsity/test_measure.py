@@ -6,6 +6,7 @@ from tfkit.layers import FeedForward
 from tfkit.models import DecoderLM, ViT
 from tfkit.sparsity import (
     SparsityMonitor,
+    dead_fraction,
     feed_forward_layers,
     mlp_flops,
     model_mlp_flops,
@@ -28,6 +29,20 @@ def test_counts_match_a_manual_count_on_a_top_level_feed_forward():
     assert list(got) == ["mlp"]
     assert got["mlp"] == pytest.approx(expected)
     assert 0.2 < expected < 0.8  # a random ReLU layer is about half active
+
+
+def test_dead_fraction_counts_neurons_silent_on_every_token():
+    inputs = keras.Input((5, 8))
+    ff = FeedForward(32, name="mlp")
+    model = keras.Model(inputs, keras.layers.Dense(3)(ff(inputs)))
+    bias = ff.intermediate_dense.bias
+    bias.assign(tf.concat([tf.fill([8], -1e3), bias[8:]], 0))  # 8 neurons can never fire
+    x = np.random.default_rng(0).normal(size=(6, 5, 8)).astype("float32")
+    expected = 1.0 - np.mean(np.any(ff.intermediate(x).numpy().reshape(-1, 32) != 0, axis=0))
+    got = dead_fraction(model, x, batch_size=4)  # two batches: activity is OR-ed across them
+    assert list(got) == ["mlp"]
+    assert got["mlp"] == pytest.approx(expected)
+    assert got["mlp"] >= 8 / 32
 
 
 def test_top_k_vit_is_at_most_k_over_width_and_probe_is_removed():

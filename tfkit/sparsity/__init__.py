@@ -2,7 +2,8 @@
 
     >>> from tfkit.sparsity import nonzero_fraction, SparsityMonitor, mlp_flops  # doctest: +SKIP
 
-- `nonzero_fraction(model, data)`: nonzero fraction of the MLP activation per layer.
+- `nonzero_fraction(model, data)`: nonzero fraction of the MLP activation per layer;
+  `dead_fraction`: neurons never active on `data`.
 - `SparsityMonitor`: the same, over training steps, with TensorBoard scalars.
 - `mlp_flops` / `model_mlp_flops`: analytic FLOPs of dense vs Top-k MLPs.
 - `TopKTransformerEncoder` / `TopKTransformerDecoder` / `to_top_k`: keras-nlp blocks, Top-k.
@@ -18,7 +19,7 @@ from tfkit.sparsity.evaluation import (
     symmetric_label_noise,
 )
 from tfkit.sparsity.flops import MlpFlops, mlp_flops, model_mlp_flops
-from tfkit.sparsity.measure import feed_forward_layers, nonzero_fraction
+from tfkit.sparsity.measure import dead_fraction, feed_forward_layers, nonzero_fraction
 from tfkit.sparsity.tflite import (
     GatheredFeedForward,
     gathered_top_k,
@@ -28,7 +29,7 @@ from tfkit.sparsity.tflite import (
     to_tflite,
 )
 
-__all__ = ["SparsityMonitor", "nonzero_fraction", "feed_forward_layers", "MlpFlops", "mlp_flops",
-           "model_mlp_flops", "to_tflite", "gathered_top_k", "GatheredFeedForward", "latency_ms",
-           "max_abs_diff", "predict_tflite", "evaluate_classifier", "expected_calibration_error",
-           "symmetric_label_noise"]
+__all__ = ["SparsityMonitor", "nonzero_fraction", "dead_fraction", "feed_forward_layers",
+           "MlpFlops", "mlp_flops", "model_mlp_flops", "to_tflite", "gathered_top_k",
+           "GatheredFeedForward", "latency_ms", "max_abs_diff", "predict_tflite",
+           "evaluate_classifier", "expected_calibration_error", "symmetric_label_noise"]

@@ -17,7 +17,7 @@ import numpy as np
 from tfkit.backend import keras, tf
 from tfkit.layers import FeedForward
 
-__all__ = ["feed_forward_layers", "nonzero_fraction", "as_batches"]
+__all__ = ["feed_forward_layers", "nonzero_fraction", "dead_fraction", "as_batches"]
 
 
 def feed_forward_layers(model: keras.Model) -> list[tuple[str, FeedForward]]:
@@ -125,3 +125,39 @@ def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
                 tokens[name] += float(per_token.size)
     return {name: nonzeros[name] / max(tokens[name], 1.0) / ff.intermediate_dim
             for name, ff in layers}
+
+
+def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128) -> dict[str, float]:
+    """Per FeedForward, the fraction of MLP neurons never active on any token of `data`.
+
+    Dead ReLUs lower `nonzero_fraction` without any per-token laziness; dividing the nonzero
+    fraction by `1 - dead` gives how often the live neurons fire.
+
+    Args:
+        model: a Keras model containing `FeedForward` layers.
+        data: inputs as for `nonzero_fraction` (array, `(x, y)` tuple or `tf.data` dataset).
+        batch_size: batch size used when `data` is an array.
+
+    Returns:
+        {layer name: dead fraction in [0, 1]}, in layer order.
+
+    Example:
+        >>> from tfkit.models import ViT
+        >>> vit = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
+        ...           intermediate_dim=32, channels=1, activation="relu")
+        >>> list(dead_fraction(vit, np.random.rand(4, 8, 8, 1).astype("float32")).values())
+        [0.0]
+    """
+    layers = feed_forward_layers(model)
+    if not layers:
+        raise ValueError(f"model {model.name!r} has no FeedForward layers to measure")
+    active = {name: np.zeros(ff.intermediate_dim, bool) for name, ff in layers}
+
+    def seen(name: str, h: tf.Tensor) -> None:  # neurons nonzero on any token of the batch
+        active[name] |= np.asarray(tf.reduce_any(
+            tf.not_equal(tf.reshape(h, [-1, h.shape[-1]]), 0), axis=0))
+
+    with probe_activations(layers, seen):
+        for x in as_batches(data, batch_size):
+            model(x, training=False)
+    return {name: 1.0 - float(active[name].mean()) for name, _ in layers}

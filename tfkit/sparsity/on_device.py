@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfkit.backend import keras, tf
+from tfkit.sparsity.probed import compile_classifier
 from tfkit.sparsity.pruning import prune_mlps, prune_neurons, pruning_callbacks, strip_pruning
 from tfkit.sparsity.tflite import (
     compare_latency,
@@ -34,9 +35,7 @@ def prune_and_finetune(model: keras.Model, train: tf.data.Dataset, epochs: int =
     steps = int(train.cardinality().numpy()) * max(1, epochs)
     pruned = prune_mlps(model, sparsity, begin_step=0, end_step=max(1, int(0.7 * steps)),
                         block_size=block_size)
-    pruned.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                   metrics=["accuracy"])
+    compile_classifier(pruned, learning_rate)
     pruned.fit(train, epochs=max(1, epochs), callbacks=pruning_callbacks(), verbose=0)
     return strip_pruning(pruned)
 
@@ -48,9 +47,7 @@ def prune_neurons_and_finetune(model: keras.Model, train: tf.data.Dataset, epoch
     `probe_batches` batches of `train`) and fine-tunes the narrower model on `train`."""
     probe = train.take(probe_batches).map(lambda x, y: x)
     narrow = prune_neurons(model, 1.0 - sparsity, probe)
-    narrow.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                   metrics=["accuracy"])
+    compile_classifier(narrow, learning_rate)
     narrow.fit(train, epochs=max(1, epochs), verbose=0)
     return narrow
 
