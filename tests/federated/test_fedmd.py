@@ -198,10 +198,12 @@ def test_every_party_failing_and_dead_worker_give_clear_errors(scenario, tmp_pat
     worker.stop()
 
 
-def test_demo_preset_end_to_end_and_resume(tmp_path):
+def test_demo_preset_end_to_end_and_resume(tmp_path, monkeypatch):
     """The demo preset, run as 3 rounds and then continued to its 5 ("train 2 more rounds"),
-    then re-run: every stage is reused."""
+    then re-run: every stage is reused. Fewer rounds than finished are refused; a folder made
+    before the rounds stage was renamed is reused without running any round."""
     import dataclasses
+    import json
 
     from tfkit.config import ConfigError
     from tfkit.experiments import fedmd, run_experiment
@@ -231,4 +233,23 @@ def test_demo_preset_end_to_end_and_resume(tmp_path):
     assert again["rounds"] == results["rounds"]
     with pytest.raises(ConfigError, match="seed"):  # other fields still refuse the directory
         run_experiment(fedmd.EXPERIMENT, dataclasses.replace(config, seed=1), tmp_path,
+                       log=None)
+    with pytest.raises(ConfigError, match="holds 5 finished FedMD rounds, more than rounds=4"):
+        run_experiment(fedmd.EXPERIMENT, dataclasses.replace(config, rounds=4), tmp_path,
+                       log=None)
+    assert json.loads((tmp_path / "config.json").read_text())["rounds"] == 5  # still the folder's
+
+    def no_rounds(*args):
+        raise AssertionError("the rounds stage ran again")
+
+    stages = tmp_path / "stages"  # the layout before the rename: one `fedmd` record
+    (stages / "fedmd_to_round_5.json").rename(stages / "fedmd.json")
+    (stages / "fedmd_to_round_3.json").unlink()
+    monkeypatch.setattr(fedmd, "_fedmd", no_rounds)
+    logs.clear()
+    legacy = run_experiment(fedmd.EXPERIMENT, config, tmp_path, log=logs.append)
+    assert any("old name" in m for m in logs)
+    assert legacy["rounds"] == results["rounds"] and legacy["final"] == results["final"]
+    with pytest.raises(ConfigError, match="holds 5 finished"):
+        run_experiment(fedmd.EXPERIMENT, dataclasses.replace(config, rounds=2), tmp_path,
                        log=None)

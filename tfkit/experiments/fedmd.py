@@ -8,17 +8,21 @@ Stages: `transfer` (each party: public data, then its private data -> round-0 ac
 `upper_bound` (each model from its public weights on the pooled private data), `fedmd_to_round_N`
 (the rounds, checkpointed per round by `tff.program.FileProgramStateManager`), `report`.
 Re-running into the same --out with a larger `rounds` (`--set rounds=10`) continues from the
-last finished round.
+last finished round; a smaller `rounds` than the rounds already finished there is refused
+(finished rounds cannot be undone). Folders made before the rounds stage was renamed (a `fedmd`
+stage record) are reused as they are.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from tfkit.config import ConfigError
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.federated.fedmd.report import write_report
 from tfkit.runs import RunDir
@@ -161,19 +165,60 @@ def _fedmd(config: Config, data, run_dir: RunDir) -> list[dict]:
                            releases, run_dir.log)
 
 
+LEGACY_STAGE = "fedmd"  # the rounds stage's name before it became `fedmd_to_round_N`
+
+
+def _finished_rounds(run_dir: RunDir) -> int:
+    """Rounds already finished in `run_dir`: its newest program state or rounds stage record."""
+    versions = [int(m.group(1)) for p in run_dir.checkpoint_dir("fedmd_state").iterdir()
+                if (m := re.fullmatch(r"program_state_(\d+)", p.name))]
+    records = [int(m.group(1)) for p in (run_dir.path / "stages").glob("fedmd_to_round_*.json")
+               if (m := re.fullmatch(r"fedmd_to_round_(\d+)", p.stem))]
+    if run_dir.is_done(LEGACY_STAGE):
+        records.append(len(run_dir.read_json(f"stages/{LEGACY_STAGE}.json")["result"]))
+    return max(versions + records, default=0)
+
+
+def _check_rounds(config: Config, run_dir: RunDir) -> None:
+    """Refuses a `rounds` below the rounds this folder already finished (they cannot be undone:
+    its program state, metrics.csv and party models are past them)."""
+    finished = _finished_rounds(run_dir)
+    if config.rounds >= finished:
+        return
+    # The driver already wrote this run's config.json; make it describe the folder again, so
+    # that a later `--set rounds=N` logs "continuing with rounds <finished> -> N".
+    run_dir.write_json("config.json", {**run_dir.read_json("config.json"), "rounds": finished})
+    raise ConfigError(
+        f"{run_dir.path} already holds {finished} finished FedMD rounds, more than rounds="
+        f"{config.rounds}: finished rounds cannot be undone; re-run with --set rounds={finished} "
+        "(or more) to resume or extend this run, or use another --out")
+
+
+def _rounds(config: Config, data, run_dir: RunDir) -> list[dict]:
+    """The rounds stage, one record per round count (see `run`)."""
+    name = f"fedmd_to_round_{config.rounds}"
+    if not run_dir.is_done(name) and run_dir.is_done(LEGACY_STAGE):
+        legacy = run_dir.read_json(f"stages/{LEGACY_STAGE}.json")["result"]
+        if len(legacy) == config.rounds:  # a folder made before the rename: same rounds, reuse
+            run_dir.log(f"stage {LEGACY_STAGE} (the rounds stage's old name) holds "
+                        f"{len(legacy)} rounds: reusing it as {name}")
+            return run_dir.stage(name, lambda: legacy)
+    # Re-running with more `rounds` (an `extendable` field) finds no record, and the program
+    # state in checkpoints/fedmd_state resumes at the last finished round.
+    return run_dir.stage(name, lambda: _fedmd(config, data, run_dir))
+
+
 def run(config: Config, run_dir: RunDir) -> dict:
     from tfkit.backend import set_seed
 
+    _check_rounds(config, run_dir)
     set_seed(config.seed)
     data = _scenario(config)
     run_dir.log(f"public {data.public_x.shape}, {len(data.party_ids)} parties, "
                 f"test {data.test_x.shape}, classes {data.num_classes}")
     transfer = run_dir.stage("transfer", lambda: _transfer(config, data, run_dir))
     upper = run_dir.stage("upper_bound", lambda: _upper_bound(config, data, run_dir))
-    # One record per round count: re-running with more `rounds` (an `extendable` field) finds no
-    # record, and the program state in checkpoints/fedmd_state resumes at the last finished round.
-    history = run_dir.stage(f"fedmd_to_round_{config.rounds}",
-                            lambda: _fedmd(config, data, run_dir))
+    history = _rounds(config, data, run_dir)
     round0 = transfer["round0"]
     final = history[-1]["accuracy"]
     results = {
