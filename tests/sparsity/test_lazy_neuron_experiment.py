@@ -31,3 +31,17 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     again = run_experiment(exp, cfg, tmp_path, log=logs.append)
     assert again["topk"] == results["topk"]
     assert not any("running" in line for line in logs)
+
+
+def test_lms_train_at_lm_learning_rate(tmp_path):
+    """The LMs take `lm_learning_rate`, not the ViTs' `learning_rate`: at 0 they do not move."""
+    from tfkit.experiments.lazy_neuron import _text, _train_lm
+    from tfkit.runs import RunDir
+
+    cfg = get("lazy-neuron").config("demo", lm_learning_rate=0.0, learning_rate=1e-2)
+    r = _train_lm(cfg, RunDir(tmp_path, log=None), _text(cfg), "lm", 32, 1)
+    test = [p for p in r["over_training"] if p["split"] == "test"]
+    assert test[-1]["step"] > test[0]["step"] > -1
+    # frozen weights: the activation pattern at the end is the one at initialization
+    key = "nonzero_fraction_per_layer"
+    assert test[-1][key] == test[0][key] == r["test"]
