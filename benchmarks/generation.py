@@ -3,15 +3,23 @@
 Both sides are the same size of GPT-2-style decoder with random weights (no downloads): a
 keras-nlp `GPT2CausalLM` built from a small config and a tfkit `DecoderLM` with equal layers,
 width, heads, MLP width and vocabulary. Both decode the same batch of left-padded prompts for
-the same number of new tokens with random sampling (no early stop), after one warm-up call.
+the same number of new tokens with random sampling at T=0.5 (no early stop), after one warm-up
+call each (tracing and XLA compilation excluded). keras-nlp runs with its defaults: `generate`
+XLA-compiled (`compile(jit_compile=True)`), a `RandomSampler`, a prefill of the whole
+`max_length` and decoding from the shortest prompt. The timed calls are interleaved (one call
+of each decoder per round) and each decoder's median is reported, so that load from other
+processes falls on all of them alike. Pin the threads for a fair comparison:
 
-    uv run python benchmarks/generation.py [--batch 32] [--prompt 64] [--new 32]
+    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+        uv run python benchmarks/generation.py [--batch 32] [--prompt 64] [--new 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -19,12 +27,17 @@ from pathlib import Path
 import numpy as np
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up: tracing / compilation
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
+def _median_times(fns: dict, rounds: int) -> dict:
+    """Median seconds per call of each function, timed in interleaved rounds after a warm-up."""
+    for fn in fns.values():
+        fn()  # warm-up: tracing / compilation
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -36,14 +49,14 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--vocab", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds (median reported)")
     p.add_argument("--json", type=Path, help="also write the numbers here (tfkit bench)")
     args = p.parse_args()
 
     import keras_nlp
 
     from tfkit.agents.sampler import KVCacheSampler
-    from tfkit.backend import set_seed, tf
+    from tfkit.backend import set_seed
     from tfkit.models import DecoderLM
 
     set_seed(0)
@@ -80,13 +93,14 @@ def main() -> None:
     def run_ours_graph():
         graph_sampler(ids, args.new, 0.5, seed=0)[0].numpy()
 
-    t_theirs = _time(run_theirs, args.repeats)
-    t_ours = _time(run_ours, args.repeats)
-    t_graph = _time(run_ours_graph, args.repeats)
+    t = _median_times({"theirs": run_theirs, "ours": run_ours, "graph": run_ours_graph},
+                      args.repeats)
+    t_theirs, t_ours, t_graph = t["theirs"], t["ours"], t["graph"]
     n = args.batch * args.new
-    print(f"device: CPU ({tf.config.threading.get_intra_op_parallelism_threads() or 'default'} "
-          f"intra-op threads); batch {args.batch}, prompt {args.prompt}, new {args.new}, "
-          f"{args.layers} layers x {args.hidden} wide, vocab {args.vocab}")
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "default")
+    print(f"device: CPU ({threads} intra-op threads); batch {args.batch}, prompt {args.prompt}, "
+          f"new {args.new}, {args.layers} layers x {args.hidden} wide, vocab {args.vocab}; "
+          f"median of {args.repeats} interleaved rounds")
     print(f"params: keras-nlp {theirs.count_params():,}  tfkit {ours_model.count_params():,}")
     print(f"keras-nlp GPT2CausalLM.generate : {n / t_theirs:9.1f} tokens/s ({t_theirs:.3f} s)")
     print(f"tfkit KVCacheSampler (XLA)      : {n / t_ours:9.1f} tokens/s ({t_ours:.3f} s)")

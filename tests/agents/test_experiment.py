@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tfkit.experiments import get, run_experiment
 
 
@@ -77,3 +79,17 @@ def test_quick_preset_xs_is_at_least_50x_smaller_than_l():
     params = {k: build_lm(ModelSpec(*spec), vocab, cfg.sequence_length).count_params()
               for k, spec in (("L", cfg.l_spec), ("XS", cfg.xs_spec))}
     assert params["L"] >= 50 * params["XS"], params
+
+
+def test_unset_options_are_none_and_non_positive_values_are_refused():
+    from tfkit.config import ConfigError
+
+    experiment = get("rest-react")
+    for field in ("xs_epochs", "xs_learning_rate", "grow_num_samples"):
+        for bad in (0, -1):
+            with pytest.raises(ConfigError, match=f"{field} must be positive"):
+                experiment.config("quick", overrides=[f"{field}={bad}"])
+    cfg = experiment.config("quick", overrides=["xs_epochs=none", "xs_learning_rate=none",
+                                                "grow_num_samples=none"])
+    assert (cfg.xs_epochs, cfg.xs_learning_rate) == (None, None)
+    assert cfg.agent("L", grow=True).num_samples == cfg.num_samples

@@ -1,9 +1,12 @@
 """Batched KV-cache sampling for tfkit's `DecoderLM`, and `KerasLM`, its LanguageModel.
 
-The decode loop is one XLA-compiled `tf.function`: a prefill pass fills each block's key/value
-cache ([batch, 2, heads, length, head_dim]) for the left-padded prompts, then a `tf.while_loop`
-samples one token per step for every row until all rows emitted `<eos>` or `max_new_tokens`; the
-caches and the output buffer are updated in place (`dynamic_update_slice`). Positions are
+The decode loop is one `tf.function` (XLA-compiled by default): a prefill pass runs the blocks
+over the left-padded prompts and keeps each block's keys and values in preallocated buffers
+([batch, heads, prompt + max_new_tokens, head_dim]), then a `tf.while_loop` samples one token
+per step for every row until all rows emitted `<eos>` or `max_new_tokens`; the buffers and the
+output are updated in place (`dynamic_update_slice`). Sampling draws one uniform number per row
+and step (`inverse_cdf_sample`; the numbers for all steps are drawn before the loop), because
+XLA's per-vocabulary-entry random numbers cost more than the model on CPU. Positions are
 counted per row from the first real token, so a left-padded prompt sees the same positions as
 in (right-padded) training. XLA compiles once per (batch, prompt width, max_new_tokens), so
 `KerasLM` pads batches to a power of two rows and prompts to the model's full room.
@@ -11,11 +14,13 @@ in (right-padded) training. XLA compiles once per (batch, prompt width, max_new_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from tfkit.agents.lm import Sample, truncate_at_stop
+from tfkit.agents.sampling import inverse_cdf_sample
 from tfkit.agents.tokenizer import WordTokenizer
 from tfkit.backend import dynamic_update_slice, keras, tf
 
@@ -45,7 +50,11 @@ class KVCacheSampler:
         self.positions = model.get_layer("position_embedding")
         self.norm = model.get_layer("final_norm")
         self.head = model.get_layer("lm_head")
-        self.compiled = tf.function(self.decode, jit_compile=jit_compile, input_signature=[
+        self.loop = tf.function(self.decode_with_uniforms, jit_compile=jit_compile,
+                                input_signature=[tf.TensorSpec([None, None], tf.int32),
+                                                 tf.TensorSpec([None, None], tf.float32),
+                                                 tf.TensorSpec([], tf.float32)])
+        self.compiled = tf.function(self.decode, input_signature=[
             tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32),
             tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)])
 
@@ -57,27 +66,64 @@ class KVCacheSampler:
     def _logits(self, x: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.head(self.norm(x[:, -1:]))[:, 0], tf.float32)  # last position only
 
+    def _prefill(self, x, real, max_new_tokens):
+        """Runs the blocks over the prompt; returns (x, keys, values) with room for new tokens."""
+        batch, plen = tf.shape(x)[0], tf.shape(x)[1]
+        room = [[0, 0], [0, 0], [0, max_new_tokens], [0, 0]]
+        keys, values = [], []
+        for block in self.blocks:
+            cache = tf.zeros([batch, 2, block.num_heads, plen, block.head_dim], x.dtype)
+            x, cache = block(x, padding_mask=real, cache=cache, cache_index=0)
+            keys.append(tf.pad(cache[:, 0], room))
+            values.append(tf.pad(cache[:, 1], room))
+        return x, keys, values
+
+    @staticmethod
+    def _block_step(block, x, keys, values, visible, index):
+        """`block(x)` for one new position `index`, reading and writing its key/value buffers.
+
+        The same computation as `TransformerBlock.call` with a cache (same ops in the same
+        order, so the same numbers), on separate key and value buffers that need no stacking.
+        """
+        qkv = block.query_key_value(block.attention_norm(x))
+        batch, heads, dim = tf.shape(x)[0], block.num_heads, block.head_dim
+        q, k, v = (tf.transpose(tf.reshape(t, [batch, 1, heads, dim]), [0, 2, 1, 3])
+                   for t in tf.split(qkv, 3, axis=-1))  # [B, heads, 1, dim]
+        zero = tf.zeros([], tf.int32)
+        start = tf.stack([zero, zero, index, zero])
+        keys = dynamic_update_slice(keys, k, start)
+        values = dynamic_update_slice(values, v, start)
+        scores = tf.matmul(q, keys, transpose_b=True) / math.sqrt(dim)
+        scores = tf.where(visible, scores, tf.cast(-1e9, scores.dtype))
+        out = tf.transpose(tf.matmul(tf.nn.softmax(scores, axis=-1), values), [0, 2, 1, 3])
+        out = tf.reshape(out, [batch, 1, heads * dim])
+        x = x + block.attention_output(out)
+        x = x + block.feed_forward(block.feed_forward_norm(x))
+        return x, keys, values
+
     def decode(self, prompt_ids, max_new_tokens, temperature, seed):
         """(tokens [B, max_new], logprob [B], num_tokens [B]) for left-padded `prompt_ids`."""
+        # One uniform number per row and step, drawn outside XLA: XLA's Philox derives its key
+        # from a run-time seed differently, and the samples should not depend on jit_compile.
+        uniforms = tf.random.stateless_uniform([max_new_tokens, tf.shape(prompt_ids)[0]],
+                                               seed=seed, alg="philox")
+        return self.loop(prompt_ids, uniforms, temperature)
+
+    def decode_with_uniforms(self, prompt_ids, uniforms, temperature):
+        """`decode` given the uniform numbers [max_new_tokens, B] of its inverse-CDF draws."""
+        max_new_tokens = tf.shape(uniforms)[0]
         batch, plen = tf.shape(prompt_ids)[0], tf.shape(prompt_ids)[1]
         real = tf.not_equal(prompt_ids, 0)
-        key_mask = tf.concat([real, tf.ones([batch, max_new_tokens], tf.bool)], axis=1)
         pos = tf.maximum(tf.cumsum(tf.cast(real, tf.int32), axis=1) - 1, 0)
-        x = self._embed(prompt_ids, pos)
-        caches = []
-        for block in self.blocks:
-            heads, dim = block.num_heads, block.head_dim
-            cache = tf.zeros([batch, 2, heads, plen + max_new_tokens, dim], x.dtype)
-            x, cache = block(x, padding_mask=key_mask, cache=cache, cache_index=0)
-            caches.append(cache)
+        x, keys, values = self._prefill(self._embed(prompt_ids, pos), real, max_new_tokens)
         logits = self._logits(x)
-        next_pos = pos[:, -1] + 1
+        key_ok = tf.concat([real, tf.ones([batch, max_new_tokens], tf.bool)], axis=1)
+        key_index = tf.range(plen + max_new_tokens)
         limit = self.positions.sequence_length - 1
 
-        def body(i, logits, caches, out, logprob, count, done, next_pos):
+        def body(i, logits, keys, values, out, logprob, count, done, next_pos):
             scaled = logits / tf.maximum(temperature, 1e-6)
-            sampled = tf.random.stateless_categorical(scaled, 1, seed=seed + tf.stack([0, i]),
-                                                      dtype=tf.int32)[:, 0]
+            sampled = inverse_cdf_sample(scaled, uniforms[i])
             greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
             token = tf.where(temperature > 0, sampled, greedy)
             token = tf.where(done, tf.zeros_like(token), token)
@@ -87,19 +133,22 @@ class KVCacheSampler:
             done = tf.logical_or(done, tf.equal(token, self.eos_id))
             out = dynamic_update_slice(out, token[:, None], tf.stack([0, i]))
             x = self._embed(token[:, None], tf.minimum(next_pos, limit)[:, None])
-            new_caches = []
-            for block, cache in zip(self.blocks, caches, strict=True):
-                x, cache = block(x, padding_mask=key_mask, cache=cache, cache_index=plen + i)
-                new_caches.append(cache)
-            return i + 1, self._logits(x), new_caches, out, logprob, count, done, next_pos + 1
+            visible = tf.logical_and(key_ok, key_index <= plen + i)[:, None, None, :]
+            new_keys, new_values = [], []
+            for block, k, v in zip(self.blocks, keys, values, strict=True):
+                x, k, v = self._block_step(block, x, k, v, visible, plen + i)
+                new_keys.append(k)
+                new_values.append(v)
+            return (i + 1, self._logits(x), new_keys, new_values, out, logprob, count, done,
+                    next_pos + 1)
 
-        def cond(i, logits, caches, out, logprob, count, done, next_pos):
+        def cond(i, logits, keys, values, out, logprob, count, done, next_pos):
             return tf.logical_and(i < max_new_tokens, tf.logical_not(tf.reduce_all(done)))
 
-        init = (tf.constant(0), logits, caches, tf.zeros([batch, max_new_tokens], tf.int32),
+        init = (tf.constant(0), logits, keys, values, tf.zeros([batch, max_new_tokens], tf.int32),
                 tf.zeros([batch]), tf.zeros([batch], tf.int32), tf.zeros([batch], tf.bool),
-                next_pos)
-        _, _, _, tokens, logprob, count, _, _ = tf.while_loop(cond, body, init)
+                pos[:, -1] + 1)
+        _, _, _, _, tokens, logprob, count, _, _ = tf.while_loop(cond, body, init)
         return tokens, logprob, count  # tokens after a row's <eos> (or the last step) are 0
 
     def __call__(self, prompt_ids, max_new_tokens: int, temperature: float, seed: int = 0):

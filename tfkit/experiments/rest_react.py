@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tfkit.agents.react.agent import AgentConfig
 from tfkit.agents.rest.pipeline import run_rest_react
+from tfkit.config import ConfigError
 from tfkit.experiments.base import Experiment, Headline
 
 __all__ = ["Config", "EXPERIMENT"]
@@ -86,13 +87,20 @@ class Config:
     jit_compile: bool = True  # XLA KV-cache decoding: ~1 s of compiling per model and batch
     # shape, repaid over a full run's thousands of decode calls (not at demo/quick size)
 
+    def __post_init__(self) -> None:
+        for name in ("xs_epochs", "xs_learning_rate", "grow_num_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive (or None for the default), "
+                                  f"got {value}")
+
     def agent(self, model: str = "L", self_checks: bool = True, grow: bool = False
               ) -> AgentConfig:
         """The agent settings for evaluating `model`, or (`grow=True`) for growing data."""
         samples = self.xs_num_samples if model == "XS" else self.num_samples
         temperature = self.temperature
         if grow:
-            samples = self.grow_num_samples or samples
+            samples = samples if self.grow_num_samples is None else self.grow_num_samples
             temperature = self.temperature if self.grow_temperature is None else (
                 self.grow_temperature)
         return AgentConfig(num_samples=samples, temperature=temperature,

@@ -91,7 +91,8 @@ class _Runner:
                 sequence_length=self.cfg.sequence_length, epochs=epochs,
                 directory=self.run.checkpoint_dir(name), batch_size=self.cfg.batch_size,
                 learning_rate=(self.cfg.xs_learning_rate if size == "XS"
-                               and self.cfg.xs_learning_rate else self.cfg.learning_rate),
+                               and self.cfg.xs_learning_rate is not None
+                               else self.cfg.learning_rate),
                 init_from=self.model(init) if init else None, strategy=self.cfg.strategy,
                 mixed=self.cfg.mixed_precision, seed=self.cfg.seed,
                 label_smoothing=self.cfg.label_smoothing)
@@ -160,7 +161,7 @@ def run_rest_react(cfg, run: RunDir) -> dict:
         for size in SIZES:
             init = _init(cfg, g, size, policy)
             epochs = cfg.epochs if init else cfg.epochs_initial
-            epochs = cfg.xs_epochs if size == "XS" and cfg.xs_epochs else epochs
+            epochs = cfg.xs_epochs if size == "XS" and cfg.xs_epochs is not None else epochs
             train = r.train(f"{gen}_{size}", data, size, epochs, init)
             rows.append(_row(gen, size, train, r.evaluate(f"{gen}_{size}", size)))
         policy = f"{gen}_L"
