@@ -62,6 +62,34 @@ def test_sampling_stops_at_eos_and_is_seeded(tiny):
     assert int(count[0]) == 1 and tokens.numpy()[0, 1:].tolist() == [0] * 4
 
 
+def test_inverse_cdf_sample_follows_the_softmax_and_never_draws_impossible_tokens():
+    from tfkit.agents.sampling import inverse_cdf_sample
+
+    vocab, draws = 70, 20000  # 70: the last block of 32 is padded
+    probs = np.random.default_rng(0).dirichlet(np.ones(vocab) * 0.5)
+    probs[[3, 40, 69]] = 0.0  # impossible tokens, one in the padded last block
+    logits = np.log(probs / probs.sum()).astype(np.float32)[None].repeat(draws, 0)
+    uniform = tf.random.stateless_uniform([draws], seed=[1, 2])
+    eager = inverse_cdf_sample(tf.constant(logits), uniform).numpy()
+    xla = tf.function(inverse_cdf_sample, jit_compile=True)(tf.constant(logits), uniform)
+    assert (eager == xla.numpy()).all()
+    freq = np.bincount(eager, minlength=vocab) / draws
+    assert freq[[3, 40, 69]].sum() == 0
+    np.testing.assert_allclose(freq, probs / probs.sum(), atol=0.01)  # 3 std at p = 0.5: 0.011
+
+
+def test_samples_depend_on_the_seed_but_not_on_xla(tiny):
+    tok, model = tiny
+    ids = np.array([[0, 0] + tok.encode("hello world"), tok.encode("foo bar baz query")],
+                   np.int32)
+    xla = KVCacheSampler(model, eos_id=-1, jit_compile=True)
+    graph = KVCacheSampler(model, eos_id=-1, jit_compile=False)
+    a = xla(ids, 12, 1.0, seed=3)[0].numpy()
+    assert (a == xla(ids, 12, 1.0, seed=3)[0].numpy()).all()
+    assert (a == graph(ids, 12, 1.0, seed=3)[0].numpy()).all()
+    assert (a != xla(ids, 12, 1.0, seed=4)[0].numpy()).any()
+
+
 def test_score_matches_sampled_logprob(tiny):
     tok, model = tiny
     lm = KerasLM(model, tok)

@@ -24,9 +24,10 @@ class Config:
 
     Expected (shape of the paper's Table 1 on the test set): L initial < gen1 < gen2 with the
     std shrinking; XS after gen2 within ~5 points of the initial L policy. The quick preset
-    (`--quick`: 949 s CPU on one thread, ~8 min on 2 idle cores) uses fewer questions, runs and
-    epochs and reaches only part of that: L test 7.3 -> 17.7 -> 9.4 (dev 18.8 -> 31.2 -> 28.1),
-    S 1.0 -> 2.1, XS (3.2k params; half its steps parse) 0 -> 1.0; see docs/RESULTS.md.
+    (`--quick`: 984 s CPU on one thread, ~8 min on 2 idle cores) uses fewer questions, runs and
+    epochs and reaches only part of that: L test 6.2 -> 13.5 -> 6.2 (dev 17.7 -> 20.8 -> 21.9),
+    S 3.1 -> 1.0, XS (3.2k params) 2.1 -> 0.0; its single runs vary by ~10 dev points with the
+    sampler's random stream (stop 13's draws: dev 18.8 -> 31.2 -> 28.1); see docs/RESULTS.md.
     """
 
     seed: int = 0
