@@ -34,11 +34,11 @@ class Config:
     """Lazy Neuron on CIFAR-10 and tinyshakespeare.
 
     Full run: `TFKIT_DATA_DIR=../shared/data uv run tfkit run lazy-neuron --out runs/lazy`.
-    Quick: add `--quick` (994 s CPU on one thread; ~14 min on 2 idle cores; one seed). Expected:
+    Quick: add `--quick` (996 s CPU on one thread; ~14 min on 2 idle cores; one seed). Expected:
     trained ReLU MLPs well below 50 % nonzero (the paper: ≤ 10 % at scale, decreasing with
     width; the quick ViTs, 375 steps, reach 37-47 %, the quick LMs, 125 steps at 1e-2, 23-45 %;
     the full LM grid's shape reached ≤ 10 % in every layer in benchmarks/lazy_neuron_emergence.py
-    at d_ff 2048); Top-k 0.5-1 point below dense accuracy;
+    at depth 2, d_ff 2048); Top-k 0.5-1 point below dense accuracy;
     single runs differ by ±2 points, so the Top-k comparison is repeated for `seeds` seeds and
     reported as mean ± std (`--set seeds=3` on the quick preset: seed-paired, Top-k - dense
     is -0.5 ± 0.5 / -0.9 ± 0.7 points clean, -0.5 ± 2.4 / -1.3 ± 1.9 at 40 % label noise, ECE
