@@ -101,7 +101,4 @@ def logits_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
     """Top-1 accuracy of a Keras classifier on `x`, in eager batches of `batch_size`."""
-    predict = logits_fn(model)
-    hits = sum(int((predict(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-               for i in range(0, len(x), batch_size))
-    return hits / len(x)
+    return float((predict_probs(logits_fn(model), x, batch_size).argmax(-1) == y).mean())

@@ -77,6 +77,14 @@ def as_batches(data: Any, batch_size: int = 128) -> Iterable[Any]:
         yield data[i:i + batch_size]
 
 
+def _measured_layers(model: keras.Model) -> list[tuple[str, FeedForward]]:
+    """`feed_forward_layers(model)`, refusing a model without any."""
+    layers = feed_forward_layers(model)
+    if not layers:
+        raise ValueError(f"model {model.name!r} has no FeedForward layers to measure")
+    return layers
+
+
 def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
                      max_batches: int | None = None, batch_size: int = 128) -> dict[str, float]:
     """Mean fraction of nonzero MLP activations per token, for each FeedForward in `model`.
@@ -100,9 +108,7 @@ def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
         >>> all(f <= 4 / 32 for f in fractions.values())
         True
     """
-    layers = feed_forward_layers(model)
-    if not layers:
-        raise ValueError(f"model {model.name!r} has no FeedForward layers to measure")
+    layers = _measured_layers(model)
     if pad_id is None and model.inputs and model.inputs[0].dtype.is_integer:
         pad_id = getattr(model, "pad_id", None)
     counts: dict[str, list] = {name: [] for name, _ in layers}
@@ -145,12 +151,11 @@ def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128) -> dict[
         >>> from tfkit.models import ViT
         >>> vit = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
         ...           intermediate_dim=32, channels=1, activation="relu")
-        >>> list(dead_fraction(vit, np.random.rand(4, 8, 8, 1).astype("float32")).values())
-        [0.0]
+        >>> dead = dead_fraction(vit, np.random.rand(4, 8, 8, 1).astype("float32"))
+        >>> len(dead), all(0.0 <= f <= 1.0 for f in dead.values())  # one MLP layer
+        (1, True)
     """
-    layers = feed_forward_layers(model)
-    if not layers:
-        raise ValueError(f"model {model.name!r} has no FeedForward layers to measure")
+    layers = _measured_layers(model)
     active = {name: np.zeros(ff.intermediate_dim, bool) for name, ff in layers}
 
     def seen(name: str, h: tf.Tensor) -> None:  # neurons nonzero on any token of the batch

@@ -14,17 +14,15 @@ package (falling back to `tf.lite.Interpreter`), 1 thread, batch 1, XNNPACK on o
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 
 from tfkit.backend import keras, tf
 from tfkit.export.tflite import TFLiteModel
-from tfkit.export.tflite import make_interpreter as _shared_interpreter
 from tfkit.layers import FeedForward
 
-__all__ = ["GatheredFeedForward", "gathered_top_k", "to_tflite", "make_interpreter",
-           "predict_tflite", "max_abs_diff", "latency_ms", "compare_latency"]
+__all__ = ["GatheredFeedForward", "gathered_top_k", "to_tflite", "predict_tflite", "max_abs_diff",
+           "latency_ms", "compare_latency"]
 
 
 @keras.utils.register_keras_serializable(package="tfkit")
@@ -114,12 +112,6 @@ def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = Fal
     return converter.convert()
 
 
-def make_interpreter(flatbuffer: bytes, xnnpack: bool = True, threads: int = 1) -> Any:
-    """A TFLite interpreter from `tflite_runtime` (else `tf.lite`), XNNPACK on or off; the
-    shared factory of `tfkit.export.tflite` with this module's default of 1 thread."""
-    return _shared_interpreter(flatbuffer, num_threads=threads, xnnpack=xnnpack)
-
-
 def _runner(flatbuffer: bytes, xnnpack: bool) -> TFLiteModel:
     """The flatbuffer on the shared interpreter wrapper: 1 thread, batch 1 (as on a device)."""
     return TFLiteModel(flatbuffer, num_threads=1, xnnpack=xnnpack)
@@ -139,16 +131,9 @@ def max_abs_diff(model: keras.Model, flatbuffer: bytes, x: np.ndarray) -> float:
 def latency_ms(flatbuffer: bytes, example: np.ndarray, xnnpack: bool = True, runs: int = 100,
                warmup: int = 10) -> dict[str, float]:
     """Median and p90 wall time of one batch-1 `invoke()` on 1 thread, in milliseconds."""
-    runner = _runner(flatbuffer, xnnpack)
-    runner.invoke(example)
-    for _ in range(warmup - 1):
-        runner.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        runner.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90))}
+    timed = compare_latency({"model": flatbuffer}, example, runs=runs, xnnpack_modes=(xnnpack,),
+                            rounds=1, warmup=warmup)
+    return next(iter(timed.values()))
 
 
 def compare_latency(flatbuffers: dict[str, bytes], example: np.ndarray, runs: int = 100,
