@@ -1,53 +1,55 @@
 """One FedMD round: tfkit's process (TFF) vs the original per-party `model.fit`/`predict` loop.
 
-    uv run python benchmarks/fedmd_round.py [--width 1.0] [--alignment 5000] [--parties 10]
-        [--pretrain 2000] [--jit] [--json PATH]
+    TFKIT_DATA_DIR=../shared/data uv run python benchmarks/fedmd_round.py --width 0.25
+        [--alignment 5000] [--parties 10] [--pretrain 2000] [--micro-batch 16] [--parallel 2]
+        [--json PATH]
 
 Both sides start from the same weights (the paper CNNs, briefly pretrained on MNIST and
-trained on their FEMNIST letters; embedded digits upscaled to 28x28 when the data is absent)
-and run the same round: logits on the alignment set -> mean -> 1 epoch of MAE on the consensus
-(batch 256) -> 4 private epochs (batch 5). Ours: `build_fedmd_process(...).next` (compiled
-`tf.function` steps, consensus through a local TFF worker). Peer: the authors' pattern,
-`model.predict` + numpy mean + `model_logits.fit` + `model.fit` per party. Reported: seconds
-per round, speedup, TFF's share of our round, and mean test accuracy after the round.
+trained on their FEMNIST letters; data from TFKIT_DATA_DIR) and run the same round: logits on
+the alignment set -> mean -> 1 epoch of MAE on the consensus (batch 256) -> 4 private epochs
+(batch 5). BatchNorm mode "moving" on both sides (the quick preset's): while digesting, BN
+normalizes with its moving statistics (the original side: its logit matcher calls the BN
+layers with `training=False`; scale and offset are still trained).
+Ours: `build_fedmd_process(...).next` (compiled `tf.function` steps, the consensus through a
+local TFF worker), digest gradients accumulated over micro-batches of `--micro-batch` images.
+Peer: the authors' pattern, `model.predict` + numpy mean + `model_logits.fit` + `model.fit`
+per party, one party after another.
+
+Two comparisons, each in its own process (TensorFlow fixes its thread pools at start-up):
+* one thread: TF_NUM_INTRAOP_THREADS=1 on both sides, ours serial;
+* whole CPU: the peer with TensorFlow's default threads (every core for each op); ours with
+  one intra-op thread and `--parallel` parties at once (`max_parallel_parties`).
+Reported: seconds per round and per phase, speedups, TFF's share of our round, mean test
+accuracy after the round (ours serial and parallel must be identical), load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-from tfkit.backend import keras, set_seed  # noqa: E402
-from tfkit.federated import runtime  # noqa: E402
-from tfkit.federated.fedmd import (  # noqa: E402
-    Party,
-    alignment_indices,
-    build_fedmd_process,
-    client_arrays,
-    femnist_letters,
-    paper_cnns,
-)
-from tfkit.runs import markdown_table, write_json  # noqa: E402
-
 REVISIT_EPOCHS, PRIVATE_BATCH = 4, 5
 
 
-def make_parties(data, args, weights=None, jit_compile=False):
+def make_parties(data, args, weights=None, micro=None):
+    from tfkit.backend import set_seed
+    from tfkit.federated.fedmd import Party, client_arrays, paper_cnns
+
     set_seed(0)
     models = paper_cnns(args.parties, data.num_classes, data.input_shape, args.width)
     parties = []
     for i, (cid, model) in enumerate(zip(data.party_ids, models, strict=True)):
         x, y = client_arrays(data.private, cid)
         party = Party(cid, model, x, y, private_batch_size=PRIVATE_BATCH, seed=i,
-                      jit_compile=jit_compile)
+                      digest_batch_norm="moving", digest_micro_batch_size=micro)
         if weights is None:
             party.fit_labels(data.public_x[:args.pretrain], data.public_y[:args.pretrain], 1, 128)
             party.train_private(5)
@@ -59,13 +61,20 @@ def make_parties(data, args, weights=None, jit_compile=False):
 
 def compile_original(parties) -> list:
     """The authors' setup, built once (not timed): per party a classifier (cross-entropy) and a
-    logit matcher (MAE) sharing the party model's layers, each with its own Adam."""
+    logit matcher (MAE, BN on moving statistics) sharing the party model's layers, each with
+    its own Adam."""
+    from tfkit.backend import keras
+
     compiled = []
     for p in parties:
         classifier = keras.Model(p.model.inputs, p.model.outputs)
         classifier.compile(keras.optimizers.Adam(1e-3),
                            keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        matcher = keras.Model(p.model.inputs, p.model.outputs)
+        x = inputs = keras.Input(p.model.input_shape[1:])
+        for layer in p.model.layers[1:]:  # the paper CNNs are a chain of layers
+            bn = isinstance(layer, keras.layers.BatchNormalization)
+            x = layer(x, training=False) if bn else layer(x)
+        matcher = keras.Model(inputs, x)
         matcher.compile(keras.optimizers.Adam(1e-3), "mean_absolute_error")
         compiled.append((classifier, matcher))
     return compiled
@@ -73,6 +82,8 @@ def compile_original(parties) -> list:
 
 def reset_original(parties, compiled, weights) -> None:
     """Restores the starting weights and fresh (zero) Adam state, keeping the traced functions."""
+    import numpy as np
+
     for p, (classifier, matcher), w in zip(parties, compiled, weights, strict=True):
         p.model.set_weights(w)
         for opt in (classifier.optimizer, matcher.optimizer):
@@ -82,6 +93,8 @@ def reset_original(parties, compiled, weights) -> None:
 
 def original_round(parties, compiled, x_align) -> dict[str, float]:
     """The authors' loop: Keras predict / fit per party; returns seconds per phase."""
+    import numpy as np
+
     x = x_align.astype(np.float32) / 255.0
     t0 = time.perf_counter()
     logits = [classifier.predict(x, verbose=0) for classifier, _ in compiled]
@@ -96,8 +109,77 @@ def original_round(parties, compiled, x_align) -> dict[str, float]:
         classifier.fit(p.x_private, p.y_private, batch_size=PRIVATE_BATCH,
                        epochs=REVISIT_EPOCHS, shuffle=True, verbose=0)
         revisit_s += time.perf_counter() - t
-    return {"total": time.perf_counter() - t0, "communicate+aggregate": t1 - t0,
-            "digest": digest_s, "revisit": revisit_s}
+    return {"total": time.perf_counter() - t0, "logits": t1 - t0, "digest": digest_s,
+            "revisit": revisit_s}
+
+
+def child(args) -> dict:
+    """One comparison in this process: the peer, then ours with each `--parallel` value."""
+    import numpy as np
+
+    from tfkit.federated import runtime
+    from tfkit.federated.fedmd import alignment_indices, build_fedmd_process, femnist_letters
+
+    data = femnist_letters(num_parties=args.parties)
+    weights = [p.model.get_weights() for p in make_parties(data, args)]
+    x_align = data.public_x[alignment_indices(len(data.public_x), args.alignment, 0, 1)]
+    # Warm-up size with the same last-batch sizes as the round (for batches of 256 and the
+    # predict batches), so that neither side traces a function inside the timed round.
+    warmup = min(len(x_align), 256 + len(x_align) % 256)
+    mean_acc = lambda ps: float(np.mean([p.accuracy(data.test_x, data.test_y) for p in ps]))  # noqa: E731
+    out = {"load_before": os.getloadavg()[0]}
+
+    peer = make_parties(data, args, weights)
+    compiled = compile_original(peer)
+    original_round(peer, compiled, x_align[:warmup])  # warm-up: traces predict/train
+    reset_original(peer, compiled, weights)
+    out["peer"] = original_round(peer, compiled, x_align)
+    out["peer"]["accuracy"] = mean_acc(peer)
+
+    if not args.ours_parallel:
+        out["load_after"] = os.getloadavg()[0]
+        return out
+    with runtime.local_context():
+        for parallel in args.ours_parallel:
+            # Fresh parties per setting: the dropout layers' random streams live in the traced
+            # steps, so equal streams need equal histories (the same warm-up on both).
+            ours = make_parties(data, args, weights, micro=args.micro_batch)
+            fresh = [p.get_state() for p in ours]  # weights, zero Adam state, shuffling state
+            warm = build_fedmd_process(ours, x_align[:warmup], alignment_size=warmup,
+                                       revisit_epochs=REVISIT_EPOCHS,
+                                       max_parallel_parties=parallel, log=lambda m: None)
+            warm.next(warm.initialize())  # warm-up: traces the steps, starts the worker
+            for p, state in zip(ours, fresh, strict=True):
+                p.set_state(state)
+            process = build_fedmd_process(ours, data.public_x, alignment_size=args.alignment,
+                                          revisit_epochs=REVISIT_EPOCHS,
+                                          max_parallel_parties=parallel, log=lambda m: None)
+            t0 = time.perf_counter()
+            _, metrics = process.next({"round": np.int32(0)})
+            stage = {k: float(v) for k, v in metrics["stage_seconds"].items()}
+            total = time.perf_counter() - t0 - stage["evaluate"]
+            out[f"ours_parallel_{parallel}"] = {
+                "total": total, "logits": stage["communicate"] + stage["aggregate"],
+                "digest": stage["digest"], "revisit": stage["revisit"],
+                "tff_share": stage["aggregate"] / total, "accuracy": mean_acc(ours)}
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+def run_child(args, threads: int | None, ours_parallel: list[int]) -> dict:
+    env = dict(os.environ)
+    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env.pop(key, None)
+        if threads:
+            env[key] = str(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.json"
+        cmd = [sys.executable, __file__, "--child", str(path), "--width", str(args.width),
+               "--alignment", str(args.alignment), "--parties", str(args.parties),
+               "--pretrain", str(args.pretrain), "--micro-batch", str(args.micro_batch or 0),
+               "--ours-parallel", ",".join(map(str, ours_parallel))]
+        subprocess.run(cmd, env=env, check=True)
+        return json.loads(path.read_text())
 
 
 def main() -> int:
@@ -106,59 +188,56 @@ def main() -> int:
     ap.add_argument("--alignment", type=int, default=5000)
     ap.add_argument("--parties", type=int, default=10)
     ap.add_argument("--pretrain", type=int, default=2000, help="MNIST images for the warm start")
-    ap.add_argument("--jit", action="store_true", help="XLA-compile our training steps")
+    ap.add_argument("--micro-batch", type=int, default=16,
+                    help="our digest micro-batch (0 = whole batches of 256)")
+    ap.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
+                    help="parties at once on our whole-CPU side (default: the cores)")
     ap.add_argument("--json")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--ours-parallel", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    data = femnist_letters(num_parties=args.parties)
-    base = make_parties(data, args)
-    weights = [p.model.get_weights() for p in base]
-    x_align = data.public_x[alignment_indices(len(data.public_x), args.alignment, 0, 1)]
-    # Warm-up size with the same last-batch sizes as the round (for batches of 256 and of
-    # predict's 32), so that neither side traces a function inside the timed round.
-    warmup = min(len(x_align), 256 + len(x_align) % 256)
+    args.micro_batch = args.micro_batch or None
+    if args.child:
+        args.ours_parallel = [int(v) for v in args.ours_parallel.split(",") if v]
+        Path(args.child).write_text(json.dumps(child(args)))
+        return 0
 
-    peer = make_parties(data, args, weights)
-    compiled = compile_original(peer)
-    original_round(peer, compiled, x_align[:warmup])  # warm-up: traces predict/train
-    reset_original(peer, compiled, weights)
-    peer_phases = original_round(peer, compiled, x_align)
-    peer_s = peer_phases["total"]
-    peer_acc = float(np.mean([p.accuracy(data.test_x, data.test_y) for p in peer]))
+    from tfkit.runs import markdown_table, write_json
 
-    ours = make_parties(data, args, weights, jit_compile=args.jit)
-    fresh = [p.get_state() for p in ours]  # starting weights, zero Adam state, shuffling state
-    with runtime.local_context():
-        warm = build_fedmd_process(ours, x_align[:warmup], alignment_size=warmup,
-                                   revisit_epochs=REVISIT_EPOCHS, log=lambda m: None)
-        warm.next(warm.initialize())  # warm-up: traces the steps, starts the worker
-        for p, state in zip(ours, fresh, strict=True):
-            p.set_state(state)
-        process = build_fedmd_process(ours, data.public_x, alignment_size=args.alignment,
-                                      revisit_epochs=REVISIT_EPOCHS, log=lambda m: None)
-        t0 = time.perf_counter()
-        _, metrics = process.next({"round": np.int32(0)})
-        ours_s = time.perf_counter() - t0 - float(metrics["stage_seconds"]["evaluate"])
-    ours_acc = float(np.mean([p.accuracy(data.test_x, data.test_y) for p in ours]))
-    stage = {k: float(v) for k, v in metrics["stage_seconds"].items()}
-    tff_share = stage["aggregate"] / ours_s
-    print(f"FedMD round: {args.parties} paper CNNs (width {args.width}), "
-          f"{args.alignment} alignment samples, {REVISIT_EPOCHS} private epochs, "
-          f"XLA {'on' if args.jit else 'off'}, TF threads "
-          f"{os.environ.get('TF_NUM_INTRAOP_THREADS', 'default')}\n")
-    print(markdown_table([["seconds per round", ours_s, peer_s, peer_s / ours_s],
-                          ["mean test accuracy after the round", ours_acc, peer_acc, ""],
-                          ["  logits + mean", stage["communicate"] + stage["aggregate"],
-                           peer_phases["communicate+aggregate"], ""],
-                          ["  digest (MAE, 1 epoch)", stage["digest"], peer_phases["digest"], ""],
-                          ["  revisit (private epochs)", stage["revisit"], peer_phases["revisit"],
-                           ""],
-                          ["TFF share of the round", tff_share, "", ""]],
-                         ["", "tfkit (TFF process)", "original fit/predict", "speedup"]))
+    t0 = time.perf_counter()
+    # Ours in one process with one intra-op thread: serial, then `--parallel` parties at once
+    # (each party's ops on one thread); the peer on the whole CPU in a second process.
+    one = run_child(args, 1, [1, args.parallel])
+    whole = run_child(args, None, [])
+    ours_one, ours_whole = one["ours_parallel_1"], one[f"ours_parallel_{args.parallel}"]
+    print(f"\nFedMD round: {args.parties} paper CNNs (width {args.width}), {args.alignment} "
+          f"alignment samples, {REVISIT_EPOCHS} private epochs, BatchNorm 'moving' in the "
+          f"digest; ours: digest micro-batch {args.micro_batch or 'none (256)'}; "
+          f"{os.cpu_count()} cores\n")
+    rows = []
+    for name, key in (("seconds per round", "total"), ("  logits + mean", "logits"),
+                      ("  digest (MAE, 1 epoch)", "digest"),
+                      ("  revisit (private epochs)", "revisit")):
+        rows.append([name, ours_one[key], one["peer"][key], one["peer"][key] / ours_one[key],
+                     ours_whole[key], whole["peer"][key], whole["peer"][key] / ours_whole[key]])
+    rows.append(["mean test accuracy after the round", ours_one["accuracy"],
+                 one["peer"]["accuracy"], "", ours_whole["accuracy"],
+                 whole["peer"]["accuracy"], ""])
+    rows.append(["TFF share of our round", ours_one["tff_share"], "", "",
+                 ours_whole["tff_share"], "", ""])
+    rows.append(["load average (process start, end)", f"{one['load_before']:.1f}, "
+                 f"{one['load_after']:.1f}", "", "", "", f"{whole['load_before']:.1f}, "
+                 f"{whole['load_after']:.1f}", ""])
+    print(markdown_table(rows, [
+        "", "tfkit, 1 thread", "original, 1 thread", "speedup",
+        f"tfkit, {args.parallel} parties at once x 1 thread", "original, TF default threads",
+        "speedup"]))
+    print(f"\nwhole script: {time.perf_counter() - t0:.0f} s")
     if args.json:
         write_json(args.json, {"name": "fedmd_round", "metrics": {
-            "ours_s": ours_s, "peer_s": peer_s, "speedup_x": peer_s / ours_s,
-            "tff_share": tff_share, "ours_acc": ours_acc, "peer_acc": peer_acc,
-            "ours_stage_s": stage, "peer_phase_s": peer_phases, "jit": args.jit},
+            "one_thread": one, "whole_cpu": whole,
+            "speedup_one_thread_x": one["peer"]["total"] / ours_one["total"],
+            "speedup_whole_cpu_x": whole["peer"]["total"] / ours_whole["total"]},
             "command": "uv run python benchmarks/fedmd_round.py " + " ".join(sys.argv[1:])})
     return 0
 

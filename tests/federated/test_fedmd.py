@@ -79,7 +79,31 @@ def test_digest_batch_norm_modes(mode):
         Party("p", model, x, y, digest_batch_norm="frozen")
 
 
-def _parties(scenario, flaky: int | None = None):
+def test_micro_batch_digest_matches_whole_batch_step():
+    """With moving BN statistics (and no dropout), accumulating the gradients of micro-batches
+    gives the whole batch's update; with batch statistics it is refused."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((100, 16, 16), dtype=np.float32), rng.integers(0, 5, 100)
+    target = rng.normal(size=(100, 5)).astype(np.float32)
+    weights, maes = [], []
+    for micro in (None, 7):  # 7 divides neither the batch (32) nor the last one (4)
+        set_seed(0)
+        model = FedMDCNN((4, 6), 0.0, num_classes=5, input_shape=(16, 16), bn_momentum=0.5)
+        party = Party("p", model, x, y, digest_batch_size=32, digest_batch_norm="moving",
+                      digest_micro_batch_size=micro)
+        party.train_private(1)  # moving statistics away from their initial values
+        before = model.get_weights()
+        maes.append(party.digest(x, target, epochs=2))  # 8 Adam steps
+        weights.append(model.get_weights())
+        assert max(np.abs(a - b).max() for a, b in zip(before, weights[-1], strict=True)) > 1e-3
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert maes[0] == pytest.approx(maes[1], abs=1e-5)
+    with pytest.raises(ValueError, match="digest_micro_batch_size needs"):
+        Party("p", model, x, y, digest_micro_batch_size=8)  # "batch" statistics
+
+
+def _parties(scenario, flaky: int | None = None, **party_kwargs):
     """Three tiny heterogeneous parties, pretrained for one epoch on the public digits; party
     `flaky` is a `_FlakyParty`."""
     set_seed(0)
@@ -88,7 +112,7 @@ def _parties(scenario, flaky: int | None = None):
     for i, (cid, model) in enumerate(zip(scenario.party_ids, models, strict=True)):
         x, y = client_arrays(scenario.private, cid)
         cls = _FlakyParty if i == flaky else Party
-        party = cls(cid, model, x, y, private_batch_size=5, seed=i)
+        party = cls(cid, model, x, y, private_batch_size=5, seed=i, **party_kwargs)
         party.fit_labels(scenario.public_x[:300], scenario.public_y[:300], 1, 64)
         party.train_private(3)
         party.logits(scenario.test_x[:2])  # traces the step now, not under a deadline
@@ -153,6 +177,28 @@ def test_simulation_and_two_workers_agree_and_resume(scenario, tmp_path):
     # examples may flip.
     for remote_round, local_round in zip(both, local, strict=True):
         np.testing.assert_allclose(remote_round["accuracy"], local_round["accuracy"], atol=0.05)
+
+
+def test_parallel_and_serial_parties_give_identical_results(scenario):
+    """Parties run at once in threads give bitwise the serial run's weights and accuracies
+    (each party's shuffling and dropout streams are its own), micro-batched digest included."""
+    runs = []
+    for parallel in (1, 3, 1):  # the second serial run: serial is reproducible at all
+        parties = _parties(scenario, digest_batch_norm="moving", digest_micro_batch_size=16)
+        process = _process(scenario, parties, max_parallel_parties=parallel)
+        with runtime.local_context():
+            state = process.initialize()
+            accuracy = []
+            for _ in range(2):
+                state, metrics = process.next(state)
+                accuracy.append(np.asarray(metrics["accuracy"]))
+        runs.append((accuracy, [w for p in parties for w in p.model.get_weights()]))
+    for accuracy, weights in runs[1:]:
+        np.testing.assert_array_equal(accuracy, runs[0][0])
+        for a, b in zip(weights, runs[0][1], strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="max_parallel_parties"):
+        _process(scenario, parties, max_parallel_parties=0)
 
 
 class _FlakyParty(Party):

@@ -43,6 +43,13 @@ class Party:
             digest fits the consensus with the same function that produced it (see
             docs/fedmd.md: with "batch", public and private images with different statistics
             make every round inflate the logits).
+        digest_micro_batch_size: None (default) computes each digest step on the whole batch.
+            An integer m splits every digest batch into micro-batches of m images and averages
+            their gradients (weighted by size) before the one Adam step: the same update up to
+            float summation order, but activations small enough to stay in cache (1/4-width
+            paper CNNs, one thread: m=16 made a 2-layer CNN's digest 1.3-1.4x faster). Only
+            with `digest_batch_norm="moving"` (batch statistics depend on the batch). Dropout
+            masks are drawn per micro-batch: the same distribution, other draws.
         jit_compile: compile training steps with XLA.
         seed: seeds this party's shuffling.
 
@@ -55,10 +62,20 @@ class Party:
                  y_private: np.ndarray, *, learning_rate: float = 1e-3,
                  private_batch_size: int = 32, digest_batch_size: int = 256,
                  predict_batch_size: int = 64, digest_batch_norm: str = "batch",
-                 jit_compile: bool = False, seed: int = 0):
+                 digest_micro_batch_size: int | None = None, jit_compile: bool = False,
+                 seed: int = 0):
         if digest_batch_norm not in ("batch", "moving"):
             raise ValueError(f"digest_batch_norm must be 'batch' or 'moving', got "
                              f"{digest_batch_norm!r}")
+        if digest_micro_batch_size is not None:
+            if digest_batch_norm != "moving":
+                raise ValueError(
+                    "digest_micro_batch_size needs digest_batch_norm='moving': with 'batch', "
+                    "BatchNormalization uses each batch's statistics, so micro-batches would "
+                    "change the update")
+            if digest_micro_batch_size < 1:
+                raise ValueError(f"digest_micro_batch_size must be >= 1, got "
+                                 f"{digest_micro_batch_size}")
         self.name = name
         self.model = model
         self.x_private = to_float_images(np.asarray(x_private))
@@ -68,6 +85,7 @@ class Party:
         self.digest_batch_size = digest_batch_size
         self.predict_batch_size = predict_batch_size
         self.digest_batch_norm = digest_batch_norm
+        self.digest_micro_batch_size = digest_micro_batch_size
         self.seed = seed
         # Two Adam optimizers, as the authors' two compiled models (classifier, logit matcher).
         self.class_optimizer = keras.optimizers.Adam(learning_rate)
@@ -109,13 +127,37 @@ class Party:
             self.class_optimizer.apply_gradients(zip(grads, variables, strict=True))
             return loss
 
-        @tf.function(jit_compile=jit_compile, input_signature=[x_spec, logits_spec],
-                     autograph=False)
-        def digest_step(x, target):
+        def digest_gradients(x, target):
             with tf.GradientTape() as tape:
                 mae = tf.reduce_mean(tf.abs(digest_forward(x) - target))
                 loss = mae + regularization()
-            grads = tape.gradient(loss, variables)
+            return tape.gradient(loss, variables), mae
+
+        def micro_batch_gradients(x, target):
+            # The batch's gradient as the size-weighted sum of its micro-batches' gradients
+            # (the MAE is a mean over images; moving BN statistics make images independent).
+            m = digest_micro_batch_size
+            n = tf.shape(x)[0]
+
+            def body(i, grads, mae):
+                xm, tm = x[i * m:(i + 1) * m], target[i * m:(i + 1) * m]
+                w = tf.cast(tf.shape(xm)[0], tf.float32) / tf.cast(n, tf.float32)
+                g, mae_m = digest_gradients(xm, tm)
+                return i + 1, [a + w * b for a, b in zip(grads, g, strict=True)], mae + w * mae_m
+
+            zeros = [tf.zeros_like(v) for v in variables]
+            # One iteration at a time: dropout's stateful random ops then draw their masks in
+            # micro-batch order (parallel iterations would make the draws timing-dependent).
+            _, grads, mae = tf.while_loop(lambda i, *_: i < (n + m - 1) // m, body,
+                                          (tf.constant(0), zeros, tf.constant(0.0)),
+                                          parallel_iterations=1)
+            return grads, mae
+
+        @tf.function(jit_compile=jit_compile, input_signature=[x_spec, logits_spec],
+                     autograph=False)
+        def digest_step(x, target):
+            grads, mae = (digest_gradients if digest_micro_batch_size is None
+                          else micro_batch_gradients)(x, target)
             self.digest_optimizer.apply_gradients(zip(grads, variables, strict=True))
             return mae
 

@@ -131,6 +131,7 @@ def build_fedmd_process(
     aggregate_timeout_s: float | None = 300.0,  # a dead remote worker fails the round after this
     test_data: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
+    max_parallel_parties: int = 1,  # serial: TF's intra-op threads already use every core
     log: Callable[[str], None] = print,
 ) -> Any:
     """Builds FedMD's round for `parties` as a `tff.templates.IterativeProcess`.
@@ -147,6 +148,10 @@ def build_fedmd_process(
             killed remote worker); None waits forever.
         test_data: (x, y) evaluated after every round (`metrics.accuracy`); else zeros.
         seed: seeds the alignment subsets.
+        max_parallel_parties: how many parties' party-side work (logits, digest, revisit,
+            evaluation) runs at once, in threads of this process. Parties share no state, so
+            results are the same for every value; more than one can use cores that one
+            party's small convolutions leave idle (see benchmarks/fedmd_round.py).
         log: where messages about dropped parties go.
 
     Returns:
@@ -161,6 +166,8 @@ def build_fedmd_process(
         raise ValueError("FedMD needs at least one party")
     weights = np.ones(len(parties), np.float32) if party_weights is None else \
         np.asarray(party_weights, np.float32)
+    if max_parallel_parties < 1:
+        raise ValueError(f"max_parallel_parties must be >= 1, got {max_parallel_parties}")
     if weights.shape != (len(parties),) or (weights <= 0).any():
         raise ValueError(f"party_weights must be {len(parties)} positive numbers, got {weights}")
     public_x = to_float_images(np.asarray(public_x))
@@ -185,7 +192,7 @@ def build_fedmd_process(
         x_align = public_x[alignment_indices(len(public_x), size, seed, round_num)]
 
         t0 = time.perf_counter()
-        outcomes = stages.communicate(parties, x_align, deadline_s, log)
+        outcomes = stages.communicate(parties, x_align, deadline_s, log, max_parallel_parties)
         timer.add("communicate", time.perf_counter() - t0)
         ok = [i for i, o in enumerate(outcomes) if o.ok]
         if not ok:
@@ -206,16 +213,17 @@ def build_fedmd_process(
 
         members = [parties[i] for i in ok]
         t0 = time.perf_counter()
-        digested = stages.digest(members, x_align, consensus, digest_epochs, log)
+        digested = stages.digest(members, x_align, consensus, digest_epochs, log,
+                                 max_parallel_parties)
         timer.add("digest", time.perf_counter() - t0)
         t0 = time.perf_counter()
         stages.revisit([p for p, o in zip(members, digested, strict=True) if o.ok],
-                       revisit_epochs, log)
+                       revisit_epochs, log, max_parallel_parties)
         timer.add("revisit", time.perf_counter() - t0)
 
         t0 = time.perf_counter()
-        accuracy = stages.evaluate(parties, *test_data) if test_data is not None else \
-            [0.0] * len(parties)
+        accuracy = [0.0] * len(parties) if test_data is None else \
+            stages.evaluate(parties, *test_data, max_parallel_parties)
         timer.add("evaluate", time.perf_counter() - t0)
         participated = np.zeros(len(parties), np.int32)
         participated[ok] = 1

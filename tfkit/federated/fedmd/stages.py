@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,50 +66,66 @@ def build_consensus_computation(num_samples: int, num_classes: int):
     return aggregate_and_distribute
 
 
-def _guarded(parties: Sequence[Party], fn: Callable[[Party], object], stage: str,
-             deadline_s: float | None, log: Callable[[str], None]) -> list[PartyOutcome]:
-    """Runs `fn` for every party; a party that raises or exceeds `deadline_s` is reported as
-    failed (and logged) instead of stopping the round."""
-    outcomes = []
-    for party in parties:
-        t0 = time.perf_counter()
-        try:
-            value = fn(party)
-        except Exception as e:  # a failing party must not stop the federation
-            seconds = time.perf_counter() - t0
-            reason = f"{type(e).__name__}: {e}"
-            log(f"{stage}: party {party.name} failed and is left out this round ({reason})\n"
-                + traceback.format_exc(limit=2))
-            outcomes.append(PartyOutcome(party.name, None, seconds, reason))
-            continue
+def _run_one(party: Party, fn: Callable[[Party], object], stage: str,
+             deadline_s: float | None, log: Callable[[str], None]) -> PartyOutcome:
+    """Runs `fn(party)`; a party that raises or exceeds `deadline_s` is reported as failed (and
+    logged) instead of stopping the round."""
+    t0 = time.perf_counter()
+    try:
+        value = fn(party)
+    except Exception as e:  # a failing party must not stop the federation
         seconds = time.perf_counter() - t0
-        if deadline_s is not None and seconds > deadline_s:
-            reason = f"took {seconds:.1f}s > deadline {deadline_s:.1f}s"
-            log(f"{stage}: party {party.name} {reason}; its result is discarded this round")
-            outcomes.append(PartyOutcome(party.name, None, seconds, reason))
-        else:
-            outcomes.append(PartyOutcome(party.name, value, seconds))
-    return outcomes
+        reason = f"{type(e).__name__}: {e}"
+        log(f"{stage}: party {party.name} failed and is left out this round ({reason})\n"
+            + traceback.format_exc(limit=2))
+        return PartyOutcome(party.name, None, seconds, reason)
+    seconds = time.perf_counter() - t0
+    if deadline_s is not None and seconds > deadline_s:
+        reason = f"took {seconds:.1f}s > deadline {deadline_s:.1f}s"
+        log(f"{stage}: party {party.name} {reason}; its result is discarded this round")
+        return PartyOutcome(party.name, None, seconds, reason)
+    return PartyOutcome(party.name, value, seconds)
+
+
+def _guarded(parties: Sequence[Party], fn: Callable[[Party], object], stage: str,
+             deadline_s: float | None, log: Callable[[str], None],
+             max_parallel: int = 1) -> list[PartyOutcome]:
+    """Runs `fn` for every party, `max_parallel` parties at a time (Python threads; TensorFlow
+    releases the GIL inside its ops), and returns the outcomes in party order. Parties share no
+    state (own model, optimizers, shuffling and dropout generators), so the values do not
+    depend on `max_parallel`; a party's seconds (and so its deadline) include the contention."""
+    if max_parallel <= 1 or len(parties) <= 1:
+        return [_run_one(p, fn, stage, deadline_s, log) for p in parties]
+    with ThreadPoolExecutor(min(max_parallel, len(parties)),
+                            thread_name_prefix=f"tfkit-fedmd-{stage}") as pool:
+        return list(pool.map(lambda p: _run_one(p, fn, stage, deadline_s, log), parties))
 
 
 def communicate(parties: Sequence[Party], x_align: np.ndarray, deadline_s: float | None,
-                log: Callable[[str], None]) -> list[PartyOutcome]:
+                log: Callable[[str], None], max_parallel: int = 1) -> list[PartyOutcome]:
     """Every party computes its class scores on the alignment set (late or failing: dropped)."""
-    return _guarded(parties, lambda p: p.logits(x_align), "communicate", deadline_s, log)
+    return _guarded(parties, lambda p: p.logits(x_align), "communicate", deadline_s, log,
+                    max_parallel)
 
 
 def digest(parties: Sequence[Party], x_align: np.ndarray, consensus: np.ndarray, epochs: int,
-           log: Callable[[str], None]) -> list[PartyOutcome]:
+           log: Callable[[str], None], max_parallel: int = 1) -> list[PartyOutcome]:
     """Every party fits the consensus logits with mean absolute error."""
-    return _guarded(parties, lambda p: p.digest(x_align, consensus, epochs), "digest", None, log)
+    return _guarded(parties, lambda p: p.digest(x_align, consensus, epochs), "digest", None, log,
+                    max_parallel)
 
 
-def revisit(parties: Sequence[Party], epochs: int, log: Callable[[str], None]
-            ) -> list[PartyOutcome]:
+def revisit(parties: Sequence[Party], epochs: int, log: Callable[[str], None],
+            max_parallel: int = 1) -> list[PartyOutcome]:
     """Every party trains a few epochs on its private data."""
-    return _guarded(parties, lambda p: p.train_private(epochs), "revisit", None, log)
+    return _guarded(parties, lambda p: p.train_private(epochs), "revisit", None, log,
+                    max_parallel)
 
 
-def evaluate(parties: Sequence[Party], x_test: np.ndarray, y_test: np.ndarray) -> list[float]:
+def evaluate(parties: Sequence[Party], x_test: np.ndarray, y_test: np.ndarray,
+             max_parallel: int = 1) -> list[float]:
     """Test accuracy of every party."""
-    return [party.accuracy(x_test, y_test) for party in parties]
+    if max_parallel <= 1:
+        return [party.accuracy(x_test, y_test) for party in parties]
+    with ThreadPoolExecutor(min(max_parallel, len(parties))) as pool:
+        return list(pool.map(lambda p: p.accuracy(x_test, y_test), parties))
