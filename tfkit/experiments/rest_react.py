@@ -24,10 +24,11 @@ class Config:
 
     Expected (shape of the paper's Table 1 on the test set): L initial < gen1 < gen2 with the
     std shrinking; XS after gen2 within ~5 points of the initial L policy. The quick preset
-    (`--quick`: 984 s CPU on one thread, ~8 min on 2 idle cores) uses fewer questions, runs and
-    epochs and reaches only part of that: L test 6.2 -> 13.5 -> 6.2 (dev 17.7 -> 20.8 -> 21.9),
-    S 3.1 -> 1.0, XS (3.2k params) 2.1 -> 0.0; its single runs vary by ~10 dev points with the
-    sampler's random stream (stop 13's draws: dev 18.8 -> 31.2 -> 28.1); see docs/RESULTS.md.
+    (`--quick`: 1,978 s CPU on one thread, ~16.5 min on 2 idle cores) grows 600 ReST questions
+    (not 2,000), evaluates on the full dev 125 / test 100 sets with 5 runs (not 10) and reaches
+    part of that: L test 5.8 -> 8.0 -> 11.0 (dev 21.3 -> 35.8 -> 32.0), S (30k) gen2 7.6,
+    XS (3.2k params) 0.6 -> 1.0; a question-set standard error is ~2.5-3 test points, more than
+    the std over runs; see docs/RESULTS.md.
     """
 
     seed: int = 0
@@ -126,8 +127,8 @@ EXPERIMENT = Experiment(
     name="rest-react", config_cls=Config, run=run,
     headline=headline,
     quick={"people": 120, "cities": 40, "countries": 8, "companies": 30,
-           "train_questions": 300, "dev_questions": 32, "test_questions": 32,
-           "demo_questions": 600, "xs_num_samples": 8, "eval_runs": 3, "epochs_initial": 3,
+           "train_questions": 600, "dev_questions": 125, "test_questions": 100,
+           "demo_questions": 600, "xs_num_samples": 8, "eval_runs": 5, "epochs_initial": 3,
            "epochs": 3, "sequence_length": 192,
            "l_spec": (2, 72, 4, 288), "s_spec": (2, 24, 2, 96), "xs_spec": (2, 4, 1, 8),
            "xs_epochs": 10, "xs_learning_rate": 1e-2, "ablations": False, "jit_compile": False},
