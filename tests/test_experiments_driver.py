@@ -63,3 +63,17 @@ def test_experiment_summary_comes_from_the_registry():
 
     for name in ("lazy-neuron", "rest-react"):  # (fedmd would import TFF, ~20 s)
         assert experiments.get(name).summary == experiments.SUMMARIES[name]
+
+
+def test_a_field_added_since_the_run_counts_as_its_default(tmp_path):
+    import json
+
+    cfg = TOY.config("full")
+    run_experiment(TOY, cfg, tmp_path, log=None)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["steps"]  # as if the run was made before `steps` existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    run_experiment(TOY, cfg, tmp_path, log=None)  # default value: resumed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="different config.*steps"):
+        run_experiment(TOY, TOY.config("full", ["steps=4"]), tmp_path, log=None)

@@ -80,7 +80,8 @@ def run_experiment(experiment: Experiment, config: Any, out: str | Path,
     resolved = to_dict(config)
     previous = run.file("config.json")
     if previous.exists():
-        old = json.loads(previous.read_text())
+        # a field added to the Config after that run was made counts as its default there
+        old = {**to_dict(experiment.config_cls()), **json.loads(previous.read_text())}
         diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
         if diff and set(diff) <= set(experiment.extendable):
             run.log("continuing with " + ", ".join(f"{k} {old.get(k)} -> {resolved.get(k)}"
