@@ -24,11 +24,11 @@ class Config:
 
     Expected (shape of the paper's Table 1 on the test set): L initial < gen1 < gen2 with the
     std shrinking; XS after gen2 within ~5 points of the initial L policy. The quick preset
-    (`--quick`: 1,978 s CPU on one thread, ~16.5 min on 2 idle cores) grows 600 ReST questions
+    (`--quick`: 25.8 min on 2 idle cores, 1,978 CPU-s on one thread) grows 600 ReST questions
     (not 2,000), evaluates on the full dev 125 / test 100 sets with 5 runs (not 10) and reaches
-    part of that: L test 5.8 -> 8.0 -> 11.0 (dev 21.3 -> 35.8 -> 32.0), S (30k) gen2 7.6,
-    XS (3.2k params) 0.6 -> 1.0; a question-set standard error is ~2.5-3 test points, more than
-    the std over runs; see docs/RESULTS.md.
+    part of that: L test 5.8 -> 8.0 -> 11.0 (dev 21.3 -> 35.8 -> 32.0; 2 threads: test 5.0 ->
+    9.8 -> 12.0), S (30k) gen2 7.6, XS (3.2k params) 0.6 -> 1.0; a question-set standard error
+    is ~2.5-3 test points, more than the std over runs; see docs/RESULTS.md.
     """
 
     seed: int = 0
