@@ -15,10 +15,12 @@ local TFF worker), digest gradients accumulated over micro-batches of `--micro-b
 Peer: the authors' pattern, `model.predict` + numpy mean + `model_logits.fit` + `model.fit`
 per party, one party after another.
 
-Two comparisons, each in its own process (TensorFlow fixes its thread pools at start-up):
-* one thread: TF_NUM_INTRAOP_THREADS=1 on both sides, ours serial;
+Two comparisons, in three processes (TensorFlow fixes its thread pools at start-up):
+* one thread: TF_NUM_INTRAOP_THREADS=1 and TF_NUM_INTEROP_THREADS=1 on both sides, ours serial;
 * whole CPU: the peer with TensorFlow's default threads (every core for each op); ours with
-  one intra-op thread and `--parallel` parties at once (`max_parallel_parties`).
+  one intra-op thread, `--parallel` inter-op threads and `--parallel` parties at once
+  (`max_parallel_parties`). With one inter-op thread, concurrent parties' ops would queue on
+  that one thread and the parties would run one after another.
 Reported: seconds per round and per phase, speedups, TFF's share of our round, mean test
 accuracy after the round (ours serial and parallel must be identical), load average.
 """
@@ -114,7 +116,7 @@ def original_round(parties, compiled, x_align) -> dict[str, float]:
 
 
 def child(args) -> dict:
-    """One comparison in this process: the peer, then ours with each `--parallel` value."""
+    """In this process: the peer (unless --no-peer), then ours with each --ours-parallel value."""
     import numpy as np
 
     from tfkit.federated import runtime
@@ -129,12 +131,13 @@ def child(args) -> dict:
     mean_acc = lambda ps: float(np.mean([p.accuracy(data.test_x, data.test_y) for p in ps]))  # noqa: E731
     out = {"load_before": os.getloadavg()[0]}
 
-    peer = make_parties(data, args, weights)
-    compiled = compile_original(peer)
-    original_round(peer, compiled, x_align[:warmup])  # warm-up: traces predict/train
-    reset_original(peer, compiled, weights)
-    out["peer"] = original_round(peer, compiled, x_align)
-    out["peer"]["accuracy"] = mean_acc(peer)
+    if not args.no_peer:
+        peer = make_parties(data, args, weights)
+        compiled = compile_original(peer)
+        original_round(peer, compiled, x_align[:warmup])  # warm-up: traces predict/train
+        reset_original(peer, compiled, weights)
+        out["peer"] = original_round(peer, compiled, x_align)
+        out["peer"]["accuracy"] = mean_acc(peer)
 
     if not args.ours_parallel:
         out["load_after"] = os.getloadavg()[0]
@@ -166,18 +169,22 @@ def child(args) -> dict:
     return out
 
 
-def run_child(args, threads: int | None, ours_parallel: list[int]) -> dict:
+def run_child(args, threads: tuple[int, int] | None, ours_parallel: list[int],
+              peer: bool = True) -> dict:
+    """Runs `child` in a fresh process with (intra-op, inter-op) `threads` (None: TF's default)."""
     env = dict(os.environ)
-    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for key, value in zip(("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"),
+                          threads or (None, None), strict=True):
         env.pop(key, None)
-        if threads:
-            env[key] = str(threads)
+        if value:
+            env[key] = str(value)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.json"
         cmd = [sys.executable, __file__, "--child", str(path), "--width", str(args.width),
                "--alignment", str(args.alignment), "--parties", str(args.parties),
                "--pretrain", str(args.pretrain), "--micro-batch", str(args.micro_batch or 0),
-               "--ours-parallel", ",".join(map(str, ours_parallel))]
+               "--ours-parallel", ",".join(map(str, ours_parallel))] + ([] if peer else
+                                                                          ["--no-peer"])
         subprocess.run(cmd, env=env, check=True)
         return json.loads(path.read_text())
 
@@ -195,6 +202,7 @@ def main() -> int:
     ap.add_argument("--json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--ours-parallel", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--no-peer", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.micro_batch = args.micro_batch or None
     if args.child:
@@ -205,11 +213,13 @@ def main() -> int:
     from tfkit.runs import markdown_table, write_json
 
     t0 = time.perf_counter()
-    # Ours in one process with one intra-op thread: serial, then `--parallel` parties at once
-    # (each party's ops on one thread); the peer on the whole CPU in a second process.
-    one = run_child(args, 1, [1, args.parallel])
+    # One thread: the peer and ours serial in one process. Whole CPU: ours with `--parallel`
+    # parties at once, each party's ops on one intra-op thread, in a second process; the peer
+    # with TF's default threads in a third.
+    one = run_child(args, (1, 1), [1])
+    parallel = run_child(args, (1, args.parallel), [args.parallel], peer=False)
     whole = run_child(args, None, [])
-    ours_one, ours_whole = one["ours_parallel_1"], one[f"ours_parallel_{args.parallel}"]
+    ours_one, ours_whole = one["ours_parallel_1"], parallel[f"ours_parallel_{args.parallel}"]
     print(f"\nFedMD round: {args.parties} paper CNNs (width {args.width}), {args.alignment} "
           f"alignment samples, {REVISIT_EPOCHS} private epochs, BatchNorm 'moving' in the "
           f"digest; ours: digest micro-batch {args.micro_batch or 'none (256)'}; "
@@ -226,7 +236,8 @@ def main() -> int:
     rows.append(["TFF share of our round", ours_one["tff_share"], "", "",
                  ours_whole["tff_share"], "", ""])
     rows.append(["load average (process start, end)", f"{one['load_before']:.1f}, "
-                 f"{one['load_after']:.1f}", "", "", "", f"{whole['load_before']:.1f}, "
+                 f"{one['load_after']:.1f}", "", "", f"{parallel['load_before']:.1f}, "
+                 f"{parallel['load_after']:.1f}", f"{whole['load_before']:.1f}, "
                  f"{whole['load_after']:.1f}", ""])
     print(markdown_table(rows, [
         "", "tfkit, 1 thread", "original, 1 thread", "speedup",
@@ -235,7 +246,7 @@ def main() -> int:
     print(f"\nwhole script: {time.perf_counter() - t0:.0f} s")
     if args.json:
         write_json(args.json, {"name": "fedmd_round", "metrics": {
-            "one_thread": one, "whole_cpu": whole,
+            "one_thread": one, "ours_parallel": parallel, "whole_cpu": whole,
             "speedup_one_thread_x": one["peer"]["total"] / ours_one["total"],
             "speedup_whole_cpu_x": whole["peer"]["total"] / ours_whole["total"]},
             "command": "uv run python benchmarks/fedmd_round.py " + " ".join(sys.argv[1:])})
