@@ -87,18 +87,25 @@ def _run_one(party: Party, fn: Callable[[Party], object], stage: str,
     return PartyOutcome(party.name, value, seconds)
 
 
+def _map_parties(parties: Sequence[Party], fn: Callable[[Party], object], max_parallel: int,
+                 name: str) -> list:
+    """`fn` of every party in party order, `max_parallel` parties at a time (Python threads;
+    TensorFlow releases the GIL inside its ops). Parties share no state (own model, optimizers,
+    shuffling and dropout generators), so the values do not depend on `max_parallel`."""
+    if max_parallel <= 1 or len(parties) <= 1:
+        return [fn(p) for p in parties]
+    with ThreadPoolExecutor(min(max_parallel, len(parties)),
+                            thread_name_prefix=f"tfkit-fedmd-{name}") as pool:
+        return list(pool.map(fn, parties))
+
+
 def _guarded(parties: Sequence[Party], fn: Callable[[Party], object], stage: str,
              deadline_s: float | None, log: Callable[[str], None],
              max_parallel: int = 1) -> list[PartyOutcome]:
-    """Runs `fn` for every party, `max_parallel` parties at a time (Python threads; TensorFlow
-    releases the GIL inside its ops), and returns the outcomes in party order. Parties share no
-    state (own model, optimizers, shuffling and dropout generators), so the values do not
-    depend on `max_parallel`; a party's seconds (and so its deadline) include the contention."""
-    if max_parallel <= 1 or len(parties) <= 1:
-        return [_run_one(p, fn, stage, deadline_s, log) for p in parties]
-    with ThreadPoolExecutor(min(max_parallel, len(parties)),
-                            thread_name_prefix=f"tfkit-fedmd-{stage}") as pool:
-        return list(pool.map(lambda p: _run_one(p, fn, stage, deadline_s, log), parties))
+    """`_run_one` for every party, `max_parallel` at a time; a party's seconds (and so its
+    deadline) include the contention of the parties running beside it."""
+    return _map_parties(parties, lambda p: _run_one(p, fn, stage, deadline_s, log),
+                        max_parallel, stage)
 
 
 def communicate(parties: Sequence[Party], x_align: np.ndarray, deadline_s: float | None,
@@ -125,7 +132,4 @@ def revisit(parties: Sequence[Party], epochs: int, log: Callable[[str], None],
 def evaluate(parties: Sequence[Party], x_test: np.ndarray, y_test: np.ndarray,
              max_parallel: int = 1) -> list[float]:
     """Test accuracy of every party."""
-    if max_parallel <= 1:
-        return [party.accuracy(x_test, y_test) for party in parties]
-    with ThreadPoolExecutor(min(max_parallel, len(parties))) as pool:
-        return list(pool.map(lambda p: p.accuracy(x_test, y_test), parties))
+    return _map_parties(parties, lambda p: p.accuracy(x_test, y_test), max_parallel, "evaluate")
