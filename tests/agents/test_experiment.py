@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tfkit.config import ConfigError
 from tfkit.experiments import get, run_experiment
 
 
@@ -32,6 +33,34 @@ def test_demo_preset_runs_and_resumes(tmp_path):
     again = run_experiment(exp, cfg, tmp_path, log=logs.append)
     assert not any(line.endswith(": running") for line in logs)
     assert again["iterations"] == results["iterations"]
+    assert again["ablations"] == []
+
+
+def test_ablations_extend_a_finished_run(tmp_path):
+    import dataclasses
+
+    exp = get("rest-react")
+    cfg = exp.config("demo", train_questions=6, dev_questions=4, test_questions=4)
+    first = run_experiment(exp, cfg, tmp_path, log=None)
+    logs: list[str] = []
+    results = run_experiment(exp, dataclasses.replace(cfg, ablations=True), tmp_path,
+                             log=logs.append)
+    assert results["iterations"] == first["iterations"]  # no earlier stage ran again
+    assert not any("train_gen1_L: running" in line or "train_initial_L: running" in line
+                   for line in logs)
+    arms = [(a["ablation"], a["arm"]) for a in results["ablations"]]
+    assert arms == [("trajectories per question", "1x"), ("trajectories per question", "2x"),
+                    ("trajectories per question", "4x"), ("fine-tuning targets", "ranker"),
+                    ("fine-tuning targets", "perplexity"), ("self-checks", "on"),
+                    ("self-checks", "off")]
+    by_arm = {a["arm"]: a for a in results["ablations"]}
+    assert [by_arm[k]["trajectories"] for k in ("1x", "2x", "4x")] == [6, 12, 24]
+    assert by_arm["perplexity"]["trajectories"] == 6  # gen1's rollouts, other targets
+    for row in results["ablations"]:
+        assert 0 <= row["dev_accuracy_mean"] <= 100 and 0 <= row["test_accuracy_mean"] <= 100
+    assert "## Ablations" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ConfigError, match="fields differ: seed"):  # other fields still refused
+        run_experiment(exp, dataclasses.replace(cfg, ablations=True, seed=1), tmp_path, log=None)
 
 
 def test_demonstration_and_rest_question_sets(tmp_path):

@@ -126,6 +126,7 @@ def headline(results: dict) -> Headline:
 EXPERIMENT = Experiment(
     name="rest-react", config_cls=Config, run=run,
     headline=headline,
+    extendable=("ablations",),  # adds the ablation stages to a finished run, changes no number
     quick={"people": 120, "cities": 40, "countries": 8, "companies": 30,
            "train_questions": 600, "dev_questions": 125, "test_questions": 100,
            "demo_questions": 600, "xs_num_samples": 8, "eval_runs": 5, "epochs_initial": 3,

@@ -7,12 +7,12 @@
     train_genG_SIZE  fine-tune L and distil S, XS on the ranked targets: by default L from the
                      initial L (the base) and S, XS from fresh weights, every generation
     eval_NAME        auto-eval on dev and test, mean ± std over `eval_runs` sampled runs
-    ablation_*       trajectories per question 2x/4x, perplexity targets, no self-checks
+    abl_*            gen1 L variants: trajectories per question 2x/4x, perplexity targets,
+                     self-checks off (Config.ablations; may be switched on to extend a run)
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import tfkit.models  # noqa: F401  (registers DecoderLM for loading)
@@ -165,7 +165,7 @@ def run_rest_react(cfg, run: RunDir) -> dict:
             train = r.train(f"{gen}_{size}", data, size, epochs, init)
             rows.append(_row(gen, size, train, r.evaluate(f"{gen}_{size}", size)))
         policy = f"{gen}_L"
-    ablations = _ablations(r) if cfg.ablations else {}
+    ablations = _ablations(r, grows["gen1"]) if cfg.ablations else []
     trajectories = [run.file("data") / f"gen{g}_trajectories.jsonl"
                     for g in range(1, cfg.generations + 1)]
     with run.file("trajectories.jsonl").open("w", encoding="utf-8") as f:
@@ -188,23 +188,35 @@ def _init(cfg, generation: int, size: str, policy: str) -> str | None:
     return f"gen{generation - 1}_{size}" if generation > 1 else None
 
 
-def _ablations(r: _Runner) -> dict:
-    """Gen-1 L variants, evaluated on test: data quantity, data quality, self-checks."""
-    cfg, out = r.cfg, {}
-    base = r.evaluate("gen1_L", "L")
-    out["trajectories_1x"] = base["test_accuracy_mean"]
+def _ablations(r: _Runner, gen1: dict) -> list[dict]:
+    """Gen-1 L variants against gen1 L, on dev and test: data quantity (trajectories per
+    question), data quality (ranker vs perplexity targets) and self-checks on/off.
+
+    Every variant fine-tunes the initial L for `epochs` on data grown by the initial L, as gen1
+    L does (`gen1` is its grow stage's result); one training run per arm, so arms also differ
+    by training noise.
+    """
+    cfg = r.cfg
+    arms = [("trajectories per question", "1x", "gen1_L", True, gen1)]
     for k in (2, 4):
-        r.grow(f"abl_{k}x", "initial_L", k)
+        grown = r.grow(f"abl_{k}x", "initial_L", k)
         r.train(f"abl_{k}x_L", f"abl_{k}x_examples", "L", cfg.epochs, "initial_L")
-        out[f"trajectories_{k}x"] = r.evaluate(f"abl_{k}x_L", "L", dev=False)[
-            "test_accuracy_mean"]
-    r.run.stage("improve_abl_ppl", lambda: len(write_jsonl(  # same rollouts, other targets
+        arms.append(("trajectories per question", f"{k}x", f"abl_{k}x_L", True, grown))
+    ppl = r.run.stage("improve_abl_ppl", lambda: len(write_jsonl(  # same rollouts, other targets
         r.data("abl_ppl_examples"), improve(read_jsonl(r.data("gen1_trajectories")), None,
                                             "perplexity")).read_text().splitlines()))
     r.train("abl_ppl_L", "abl_ppl_examples", "L", cfg.epochs, "initial_L")
-    out["ranker_targets"] = base["test_accuracy_mean"]
-    out["perplexity_targets"] = r.evaluate("abl_ppl_L", "L", dev=False)["test_accuracy_mean"]
-    out["self_checks_on"] = base["test_accuracy_mean"]
-    out["self_checks_off"] = r.evaluate("gen1_L", "L", dev=False, self_checks=False)[
-        "test_accuracy_mean"]
-    return json.loads(json.dumps(out))
+    arms += [("fine-tuning targets", "ranker", "gen1_L", True, gen1),
+             ("fine-tuning targets", "perplexity", "abl_ppl_L", True, {**gen1, "examples": ppl}),
+             ("self-checks", "on", "gen1_L", True, gen1),
+             ("self-checks", "off", "gen1_L", False, gen1)]
+    rows = []
+    for ablation, arm, model, self_checks, grown in arms:
+        ev = r.evaluate(model, "L", self_checks=self_checks)
+        rows.append({"ablation": ablation, "arm": arm, "model": model,
+                     "trajectories": grown["trajectories"], "examples": grown["examples"],
+                     **{k: ev.get(k) for k in ("dev_accuracy_mean", "dev_accuracy_std",
+                                               "test_accuracy_mean", "test_accuracy_std",
+                                               "test_parse_failure_rate_mean",
+                                               "test_searches_per_question_mean")}})
+    return rows

@@ -37,9 +37,12 @@ def write_report(run: RunDir, results: dict) -> None:
         [[r["name"], r["model"], *r["process"].values()] for r in rows],
         ["iteration", "model", "parse failures", "searches/q", "budget exhausted",
          "citation validity"], digits=3)
-    abl = results.get("ablations") or {}
-    abl_md = markdown_table([[k, v] for k, v in abl.items()], ["ablation (gen1 L, test)",
-                                                              "accuracy"], digits=1)
+    abl = results.get("ablations") or []
+    abl_md = markdown_table(
+        [[a["ablation"], a["arm"], a["trajectories"], a["examples"], a["dev_accuracy_mean"],
+          a["dev_accuracy_std"], a["test_accuracy_mean"], a["test_accuracy_std"]] for a in abl],
+        ["ablation (gen1 L variants)", "arm", "trajectories", "ranked examples", "dev acc",
+         "dev std", "test acc", "test std"], digits=1)
     figure = _plot(run, rows)
     run.write_text("report.md", f"""# ReST meets ReAct on a generated multi-hop world
 
