@@ -20,6 +20,13 @@ def test_demo_preset_runs_and_resumes(tmp_path):
         assert key in row
     assert set(results["process"]) == {"parse_failure_rate", "searches_per_question",
                                        "budget_exhausted_rate", "citation_validity"}
+    assert [(p["before"], p["after"]) for p in results["paired_differences"]] == [
+        ("initial L", "gen1 L"), ("initial L", "gen1 XS")]
+    first_gain = results["paired_differences"][0]["test_difference"]
+    rows = {(r["name"], r["model"]): r for r in results["iterations"]}
+    assert first_gain == pytest.approx(rows["gen1", "L"]["test_accuracy_mean"]
+                                       - rows["initial", "L"]["test_accuracy_mean"])
+    assert row["test_accuracy_se"] is not None and row["test_accuracy_se"] >= 0
     sizes = {r["model"]: r["params"] for r in results["iterations"]}
     assert sizes["XS"] < sizes["S"] < sizes["L"]
     lines = (tmp_path / "trajectories.jsonl").read_text().splitlines()

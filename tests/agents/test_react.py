@@ -15,7 +15,7 @@ from tfkit.agents import (
     OfflineRater,
     ReActAgent,
 )
-from tfkit.agents.autoeval import evaluate_answers
+from tfkit.agents.autoeval import evaluate_answers, paired_difference, question_set_se
 from tfkit.agents.ranker import parse_ranking, ranking_prompt, unresolved_words
 from tfkit.agents.react import ParseError, citations, parse_action
 from tfkit.agents.rest import improve
@@ -132,6 +132,21 @@ def test_offline_judge_and_ranking_parser():
     assert unresolved_words("what is the country of the capital of Brev ?",
                             [("capital of Brev", "the capital of Brev is Ume Vale")]) == {
                                 "country"}
+
+
+def test_question_set_se_and_paired_difference():
+    # one run per question: the binomial standard error (with n - 1) of 3 right out of 4
+    assert question_set_se([100, 100, 100, 0]) == pytest.approx(25.0)
+    before, after = [0, 0, 100, 100, 50, 50], [100, 0, 100, 100, 50, 50]
+    diff, se = paired_difference(before, after)
+    assert diff == pytest.approx(100 / 6)
+    assert se == pytest.approx(question_set_se([100, 0, 0, 0, 0, 0]))
+    # the same shift on every question: no pairing noise at all, far below the unpaired SE
+    assert paired_difference([0, 100, 50, 0], [10, 110, 60, 10]) == (10.0, 0.0)
+    with pytest.raises(ValueError, match="same questions"):
+        paired_difference([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="at least 2 questions"):
+        question_set_se([50])
 
 
 def test_parse_fact_reads_all_paraphrases():

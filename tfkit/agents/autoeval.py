@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 from tfkit.agents.lm import LanguageModel
 from tfkit.agents.react.parse import strip_citations
 
-__all__ = ["OfflineJudge", "LLMJudge", "judge_prompt", "normalize", "evaluate_answers"]
+__all__ = ["OfflineJudge", "LLMJudge", "judge_prompt", "normalize", "evaluate_answers",
+           "question_set_se", "paired_difference"]
 
 _HEDGES = ("unknown", "not sure", "cannot", "can't", "don't know", "no answer", "unclear",
            "either", "maybe", "possibly", "nothing")
@@ -70,3 +73,25 @@ def _cites_support(t: dict) -> bool:
     body = normalize(t["answer"])
     cited = [t["links"].get(str(c)) for c in t["cited"]]
     return bool(cited) and all(cited) and bool(body) and any(body in normalize(c) for c in cited)
+
+
+def question_set_se(question_accuracy: Sequence[float]) -> float:
+    """Standard error of a mean accuracy from the questions drawn (per-question accuracies in
+    %): how far the mean would move on another question set of the same size. With one run per
+    question this is the binomial sqrt(p (1 - p) / n)."""
+    acc = np.asarray(question_accuracy, dtype=float)
+    if acc.size < 2:
+        raise ValueError(f"need at least 2 questions for a standard error, got {acc.size}")
+    return float(acc.std(ddof=1) / np.sqrt(acc.size))
+
+
+def paired_difference(before: Sequence[float], after: Sequence[float]) -> tuple[float, float]:
+    """(mean of after - before, its standard error) over the same questions, in points.
+
+    Pairing removes what the questions share (easy and hard questions), so the error is often
+    far below the unpaired sqrt(se_before^2 + se_after^2).
+    """
+    a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired accuracies need the same questions: {a.shape} vs {b.shape}")
+    return float((b - a).mean()), question_set_se(b - a)

@@ -39,7 +39,8 @@ def run_generation(policy: LanguageModel, search: Callable, questions: Sequence[
 def evaluate_policy(policy: LanguageModel, search: Callable, questions: Sequence[dict], *,
                     agent_config: AgentConfig = DEFAULT_AGENT, runs: int = 10, judge=None,
                     seed: int = 0) -> dict:
-    """Accuracy (%) mean/std over `runs` sampled runs, plus process metrics averaged."""
+    """Accuracy (%) mean/std over `runs` sampled runs, process metrics averaged, and
+    `question_accuracy`: each question's accuracy over the runs (for `paired_difference`)."""
     judge = judge or OfflineJudge()
     agent = ReActAgent(policy, search, agent_config)
     per_run: dict[str, list[float]] = {}
@@ -52,4 +53,8 @@ def evaluate_policy(policy: LanguageModel, search: Callable, questions: Sequence
     out = {f"{k}_mean": float(np.mean(v)) for k, v in per_run.items()}
     out["accuracy_std"] = float(np.std(per_run["accuracy"]))
     out["accuracy_runs"] = per_run["accuracy"]
+    # per question, % of runs judged correct: lets two policies be compared question by question
+    correct = np.array([judge(t["question"], t["answer"], t["answers"]) for t in trajectories],
+                       dtype=float).reshape(runs, len(questions))
+    out["question_accuracy"] = (100.0 * correct.mean(axis=0)).tolist()
     return out

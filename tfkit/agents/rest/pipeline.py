@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import tfkit.models  # noqa: F401  (registers DecoderLM for loading)
-from tfkit.agents.autoeval import evaluate_answers
+from tfkit.agents.autoeval import evaluate_answers, paired_difference, question_set_se
 from tfkit.agents.ranker import OfflineRater
 from tfkit.agents.rest.finetune import ModelSpec, finetune
 from tfkit.agents.rest.grow import read_jsonl, write_jsonl
@@ -138,21 +139,39 @@ def _row(name: str, size: str, train: dict, ev: dict) -> dict:
     return {"name": name, "model": size, "params": train["params"],
             "dev_accuracy_mean": ev.get("dev_accuracy_mean"),
             "dev_accuracy_std": ev.get("dev_accuracy_std"),
+            "dev_accuracy_se": _se(ev, "dev"),
             "test_accuracy_mean": ev["test_accuracy_mean"],
             "test_accuracy_std": ev["test_accuracy_std"],
+            "test_accuracy_se": _se(ev, "test"),
             "paper_bamboogle": PAPER.get((name, size)),
             "process": {k: ev[f"test_{k}_mean"] for k in (
                 "parse_failure_rate", "searches_per_question", "budget_exhausted_rate",
                 "citation_validity")}}
 
 
+def _se(ev: dict, split: str) -> float | None:
+    """The question-set standard error (None for evaluations recorded before it was kept)."""
+    acc = ev.get(f"{split}_question_accuracy")
+    return question_set_se(acc) if acc else None
+
+
+def _paired(before: dict, after: dict) -> dict:
+    """after - before on the same dev and test questions, with the paired standard error."""
+    out = {}
+    for split in ("dev", "test"):
+        a, b = before.get(f"{split}_question_accuracy"), after.get(f"{split}_question_accuracy")
+        diff, se = paired_difference(a, b) if a and b else (None, None)
+        out.update({f"{split}_difference": diff, f"{split}_difference_se": se})
+    return out
+
+
 def run_rest_react(cfg, run: RunDir) -> dict:
     set_seed(cfg.seed)
     r = _Runner(cfg, run)
     demo = run.stage("demonstrations", r.demonstrations)
-    rows = [_row("initial", "L", r.train("initial_L", "demonstrations", "L",
-                                         cfg.epochs_initial, None),
-                 r.evaluate("initial_L", "L"))]
+    train = r.train("initial_L", "demonstrations", "L", cfg.epochs_initial, None)
+    evals = {("initial", "L"): r.evaluate("initial_L", "L")}
+    rows = [_row("initial", "L", train, evals["initial", "L"])]
     grows, policy = {}, "initial_L"
     for g in range(1, cfg.generations + 1):
         gen = f"gen{g}"
@@ -163,8 +182,15 @@ def run_rest_react(cfg, run: RunDir) -> dict:
             epochs = cfg.epochs if init else cfg.epochs_initial
             epochs = cfg.xs_epochs if size == "XS" and cfg.xs_epochs is not None else epochs
             train = r.train(f"{gen}_{size}", data, size, epochs, init)
-            rows.append(_row(gen, size, train, r.evaluate(f"{gen}_{size}", size)))
+            evals[gen, size] = r.evaluate(f"{gen}_{size}", size)
+            rows.append(_row(gen, size, train, evals[gen, size]))
         policy = f"{gen}_L"
+    # the comparisons the paper's Table 1 makes, paired over the same questions
+    chain = [("initial", "L")] + [(f"gen{g}", "L") for g in range(1, cfg.generations + 1)]
+    last = chain[-1][0]
+    pairs = list(pairwise(chain)) + [(("initial", "L"), (last, "XS"))]
+    paired = [{"before": f"{a[0]} {a[1]}", "after": f"{b[0]} {b[1]}",
+               **_paired(evals[a], evals[b])} for a, b in pairs if b in evals]
     ablations = _ablations(r, grows["gen1"]) if cfg.ablations else []
     trajectories = [run.file("data") / f"gen{g}_trajectories.jsonl"
                     for g in range(1, cfg.generations + 1)]
@@ -173,7 +199,7 @@ def run_rest_react(cfg, run: RunDir) -> dict:
             f.write(path.read_text(encoding="utf-8"))
     results = {"iterations": rows, "process": rows[len(rows) - 3]["process"],
                "generations": cfg.generations, "demonstrations": demo, "grow": grows,
-               "ablations": ablations}
+               "paired_differences": paired, "ablations": ablations}
     from tfkit.agents.rest.report import write_report
     write_report(run, results)
     return results
@@ -210,10 +236,11 @@ def _ablations(r: _Runner, gen1: dict) -> list[dict]:
              ("fine-tuning targets", "perplexity", "abl_ppl_L", True, {**gen1, "examples": ppl}),
              ("self-checks", "on", "gen1_L", True, gen1),
              ("self-checks", "off", "gen1_L", False, gen1)]
-    rows = []
+    rows, reference = [], {}
     for ablation, arm, model, self_checks, grown in arms:
         ev = r.evaluate(model, "L", self_checks=self_checks)
-        rows.append({"ablation": ablation, "arm": arm, "model": model,
+        ref = reference.setdefault(ablation, ev)  # the ablation's first arm
+        rows.append({"ablation": ablation, "arm": arm, "model": model, **_paired(ref, ev),
                      "trajectories": grown["trajectories"], "examples": grown["examples"],
                      **{k: ev.get(k) for k in ("dev_accuracy_mean", "dev_accuracy_std",
                                                "test_accuracy_mean", "test_accuracy_std",

@@ -30,9 +30,16 @@ def write_report(run: RunDir, results: dict) -> None:
     rows = results["iterations"]
     table = markdown_table(
         [[r["name"], r["model"], r["params"], r["dev_accuracy_mean"], r["dev_accuracy_std"],
-          r["test_accuracy_mean"], r["test_accuracy_std"], r["paper_bamboogle"]] for r in rows],
-        ["iteration", "model", "params", "dev acc", "dev std", "test acc", "test std",
-         "paper (Bamboogle)"], digits=1)
+          r.get("dev_accuracy_se"), r["test_accuracy_mean"], r["test_accuracy_std"],
+          r.get("test_accuracy_se"), r["paper_bamboogle"]] for r in rows],
+        ["iteration", "model", "params", "dev acc", "dev std", "dev SE", "test acc", "test std",
+         "test SE", "paper (Bamboogle)"], digits=1)
+    paired = markdown_table(
+        [[p["before"], p["after"], p["dev_difference"], p["dev_difference_se"],
+          p["test_difference"], p["test_difference_se"]]
+         for p in results.get("paired_differences", [])],
+        ["before", "after", "dev difference", "paired SE", "test difference", "paired SE"],
+        digits=1)
     process = markdown_table(
         [[r["name"], r["model"], *r["process"].values()] for r in rows],
         ["iteration", "model", "parse failures", "searches/q", "budget exhausted",
@@ -40,9 +47,10 @@ def write_report(run: RunDir, results: dict) -> None:
     abl = results.get("ablations") or []
     abl_md = markdown_table(
         [[a["ablation"], a["arm"], a["trajectories"], a["examples"], a["dev_accuracy_mean"],
-          a["dev_accuracy_std"], a["test_accuracy_mean"], a["test_accuracy_std"]] for a in abl],
+          a["dev_difference"], a["dev_difference_se"], a["test_accuracy_mean"],
+          a["test_difference"], a["test_difference_se"]] for a in abl],
         ["ablation (gen1 L variants)", "arm", "trajectories", "ranked examples", "dev acc",
-         "dev std", "test acc", "test std"], digits=1)
+         "vs first arm", "paired SE", "test acc", "vs first arm", "paired SE"], digits=1)
     figure = _plot(run, rows)
     run.write_text("report.md", f"""# ReST meets ReAct on a generated multi-hop world
 
@@ -51,7 +59,15 @@ The paper's column is its Bamboogle auto-eval (PaLM 2 models), shown for the sha
 world, models and the scripted "prompted" policy are stand-ins (docs/rest_react.md).
 
 {table}
+"std" is over the sampled runs on one question set; "SE" is the question-set standard error
+(how far the mean would move on other questions of the same kind), usually the larger.
+
 ![accuracy]({figure})
+
+## Paired differences (same questions, points)
+
+{paired}
+A difference is clear when it is well over twice its paired SE.
 
 ## Process metrics (test)
 
