@@ -88,8 +88,8 @@ def question_set_se(question_accuracy: Sequence[float]) -> float:
 def paired_difference(before: Sequence[float], after: Sequence[float]) -> tuple[float, float]:
     """(mean of after - before, its standard error) over the same questions, in points.
 
-    Pairing removes what the questions share (easy and hard questions), so the error is often
-    far below the unpaired sqrt(se_before^2 + se_after^2).
+    Pairing removes what the two policies share (which questions are easy), so the error is
+    below the unpaired sqrt(se_before^2 + se_after^2) by as much as they agree.
     """
     a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
     if a.shape != b.shape:
