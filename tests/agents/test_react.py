@@ -93,6 +93,28 @@ def test_clean_teacher_solves_the_world_and_noise_hurts(world):
     assert t["searches"] == t["hops"]
 
 
+def test_relevance_check_revises_an_earlier_finding_only_when_it_sees_the_past(world):
+    kb, search, train, _ = world
+    teacher = ScriptedTeacher(0.0)
+    past = ("[(\"capital of Brev\", \"the capital of Brev is Ume Vale [link_id=1]\"), "
+            "(\"mayor of Ume Vale\", \"the mayor of Ume Vale is Belo Tram [link_id=4]\")]")
+    blind = 'check_relevance(question="q", answer="Ume Vale [link_id=1]") >>>'
+    seeing = f'check_relevance(question="q", past={past}, answer="Ume Vale [link_id=1]") >>>'
+    right = seeing.replace("Ume Vale [link_id=1]\") >>>", "Belo Tram [link_id=4]\") >>>")
+    assert teacher.generate([blind])[0][0].text == "Pass()"
+    assert teacher.generate([seeing])[0][0].text == 'Revise(text="Belo Tram [link_id=4]")'
+    assert teacher.generate([right])[0][0].text == "Pass()"
+    # in the agent: the prompt carries the past, and noisy answers get revised
+    config = AgentConfig(num_samples=2, relevance_sees_past=True)
+    noisy = ReActAgent(ScriptedTeacher(0.5, seed=3), search, config).run(train)
+    checks = [st for t in noisy for st in t["steps"] if st["step"] == "relevance"]
+    assert all("past=[" in st["prompt"] for st in checks)
+    assert any(st["samples"][st["chosen"]]["text"].startswith("Revise") for st in checks)
+    off = ReActAgent(ScriptedTeacher(0.5, seed=3), search, AgentConfig(num_samples=2)).run(train)
+    assert not any("past=[" in st["prompt"] for t in off for st in t["steps"]
+                   if st["step"] == "relevance")
+
+
 def test_rater_targets_beat_perplexity_targets(world):
     kb, search, train, _ = world
     trajs = ReActAgent(ScriptedTeacher(0.4, seed=1), search, AgentConfig()).run(train)

@@ -60,6 +60,9 @@ class Config:
     grow_num_samples: int | None = None  # samples per step when growing (None: `num_samples`)
     max_searches: int = 10
     max_new_tokens: int = 40  # step outputs are short calls
+    relevance_sees_past: bool = False  # the relevance self-check also sees PAST_ACTIONS; only
+    # then does the scripted teacher demonstrate revisions (an answer from an earlier finding),
+    # so only then can the trained policies' self-checks change an answer
     # models: (layers, hidden, heads, mlp width); XS has >= 50x fewer parameters than L
     sequence_length: int = 224
     l_spec: tuple[int, ...] = (3, 96, 4, 384)
@@ -107,7 +110,7 @@ class Config:
                 self.grow_temperature)
         return AgentConfig(num_samples=samples, temperature=temperature,
                            max_searches=self.max_searches, max_new_tokens=self.max_new_tokens,
-                           self_checks=self_checks)
+                           self_checks=self_checks, relevance_sees_past=self.relevance_sees_past)
 
 
 def run(config: Config, run_dir) -> dict:

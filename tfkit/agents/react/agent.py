@@ -32,6 +32,8 @@ class AgentConfig:
     top_k: int = 3  # snippets per search (the paper shows the top 3)
     max_retries: int = 1  # re-prompts when no sample of a step parses
     self_checks: bool = True  # run the relevance and grounding checks after Answer
+    relevance_sees_past: bool = False  # the relevance check also gets PAST_ACTIONS, so it can
+    # revise an answer taken from the wrong finding (without them it can only judge the form)
     max_new_tokens: int = 48  # longest step output, in model tokens
     instructions: bool = False  # prefix each prompt with the step's instructions (large LLMs)
     stop: tuple[str, ...] = ("\n",)  # an output is one line
@@ -72,7 +74,7 @@ class ReActAgent:
 
     def _prompt(self, r: _Rollout) -> str:
         return render_prompt(r.step, r.state, self.shots.get(r.step, ()),
-                             self.config.instructions)
+                             self.config.instructions, self.config.relevance_sees_past)
 
     def run(self, questions: Sequence[dict], seed: int = 0) -> list[dict]:
         """Rolls out every question (dicts with at least `question`); returns trajectories."""

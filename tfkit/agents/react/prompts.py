@@ -36,7 +36,7 @@ def _past(state: AgentState) -> str:
     return "[" + ", ".join(f"({_s(q)}, {_s(s)})" for q, s in state.past) + "]"
 
 
-def _call(step: str, state: AgentState) -> str:
+def _call(step: str, state: AgentState, relevance_sees_past: bool = False) -> str:
     if step == "decision":
         return (f"decide(question={_s(state.question)}, past={_past(state)}, "
                 f"remaining={state.remaining})")
@@ -47,7 +47,8 @@ def _call(step: str, state: AgentState) -> str:
     if step == "answer":
         return f"answer(question={_s(state.question)}, past={_past(state)})"
     if step == "relevance":
-        return f"check_relevance(question={_s(state.question)}, answer={_s(state.answer)})"
+        past = f"past={_past(state)}, " if relevance_sees_past else ""
+        return f"check_relevance(question={_s(state.question)}, {past}answer={_s(state.answer)})"
     if step == "grounding":
         cited = {k: state.links[k] for k in citations(state.answer) if k in state.links}
         src = ", ".join(f"{k}: {_s(v)}" for k, v in cited.items())
@@ -56,11 +57,12 @@ def _call(step: str, state: AgentState) -> str:
 
 
 def render_prompt(step: str, state: AgentState,
-                  shots: Sequence[tuple[AgentState, str]] = (), instructions: bool = False
-                  ) -> str:
-    """The prompt for `step`: optional instructions, `shots` demonstrations, then the call."""
+                  shots: Sequence[tuple[AgentState, str]] = (), instructions: bool = False,
+                  relevance_sees_past: bool = False) -> str:
+    """The prompt for `step`: optional instructions, `shots` demonstrations, then the call
+    (`relevance_sees_past`: the relevance check's call also lists the past actions)."""
     lines = [INSTRUCTIONS[step]] if instructions else []
     for shot_state, output in shots:
-        lines.append(_call(step, shot_state) + PROMPT_END + " " + output)
-    lines.append(_call(step, state) + PROMPT_END)
+        lines.append(_call(step, shot_state, relevance_sees_past) + PROMPT_END + " " + output)
+    lines.append(_call(step, state, relevance_sees_past) + PROMPT_END)
     return "\n".join(lines)

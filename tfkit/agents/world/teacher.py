@@ -123,7 +123,15 @@ class ScriptedTeacher:
         return fact[2] + (f" [link_id={cited[0]}]" if cited else "")
 
     def _check_relevance(self, args: dict, noisy: bool) -> str:
-        return "Pass()"
+        # Only a check that sees the past actions can tell an answer from an earlier finding
+        # (the noisy Answer's mistake); it then revises to the latest finding.
+        summaries = [s for _, s in args.get("past", ()) if parse_fact(s)]
+        if noisy or not summaries:
+            return "Pass()"
+        latest = self._answer_text(summaries[-1])
+        if strip_citations(args["answer"]).strip() == strip_citations(latest).strip():
+            return "Pass()"
+        return f"Revise(text={_q(latest)})"
 
     def _check_grounding(self, args: dict, noisy: bool) -> str:
         answer = strip_citations(args["answer"])
