@@ -218,9 +218,9 @@ def _ablations(r: _Runner, gen1: dict) -> list[dict]:
     """Gen-1 L variants against gen1 L, on dev and test: data quantity (trajectories per
     question), data quality (ranker vs perplexity targets) and self-checks on/off.
 
-    Every variant fine-tunes the initial L for `epochs` on data grown by the initial L, as gen1
-    L does (`gen1` is its grow stage's result); one training run per arm, so arms also differ
-    by training noise.
+    Every trained variant fine-tunes the initial L for `epochs` on data grown by the initial L,
+    as gen1 L does (`gen1` is its grow stage's result); one training run per arm, so those arms
+    also differ by training noise. The self-check arms are gen1 L itself, evaluated both ways.
     """
     cfg = r.cfg
     arms = [("trajectories per question", "1x", "gen1_L", True, gen1)]
