@@ -77,3 +77,18 @@ def test_a_field_added_since_the_run_counts_as_its_default(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match="different config.*steps"):
         run_experiment(TOY, TOY.config("full", ["steps=4"]), tmp_path, log=None)
+
+
+def test_demo_sets_aside_a_folder_holding_another_config(tmp_path):
+    from tfkit.experiments.base import set_aside_other_run
+
+    out = tmp_path / "toy"
+    cfg = TOY.config("demo")
+    assert set_aside_other_run(TOY, cfg, out) is None  # nothing there yet
+    run_experiment(TOY, cfg, out, log=None)
+    assert set_aside_other_run(TOY, cfg, out) is None  # same config: resumed, not moved
+    other = TOY.config("demo", ["steps=2"])
+    assert set_aside_other_run(TOY, other, out) == tmp_path / "toy.old"
+    assert (tmp_path / "toy.old" / "results.json").exists() and not out.exists()
+    run_experiment(TOY, other, out, log=None)
+    assert set_aside_other_run(TOY, cfg, out) == tmp_path / "toy.old2"  # nothing overwritten

@@ -107,6 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tfkit import experiments
+    from tfkit.experiments.base import set_aside_other_run
     from tfkit.runs import atomic_write_text, markdown_table
 
     names = args.only.split(",") if args.only else experiments.names()
@@ -117,7 +118,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"\n=== demo: {name} -> {out}", flush=True)
         t0 = time.time()
         try:
-            results = experiments.run_experiment(exp, exp.config("demo", seed=args.seed), out)
+            cfg = exp.config("demo", seed=args.seed)
+            moved = set_aside_other_run(exp, cfg, out)
+            if moved:  # e.g. made by an older tfkit whose demo preset differed
+                print(f"{out} held a demo of another config; moved it to {moved}", flush=True)
+            results = experiments.run_experiment(exp, cfg, out)
             h = exp.headline(results)
             rows.append([name, h.metric, h.ours, h.paper, f"{time.time() - t0:.0f}s",
                          str(out / "report.md")])

@@ -13,7 +13,7 @@ from typing import Any
 from tfkit.config import ConfigError, apply_overrides, to_dict
 from tfkit.runs import RunDir
 
-__all__ = ["Experiment", "Headline", "run_experiment"]
+__all__ = ["Experiment", "Headline", "run_experiment", "set_aside_other_run"]
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,40 @@ class Experiment:
         return apply_overrides(cfg, overrides)
 
 
+def _changed_fields(experiment: Experiment, config: Any, out: Path) -> tuple[dict, list[str]]:
+    """(the previous run's config, the fields `config` changes) for a run folder `out`."""
+    previous = out / "config.json"
+    if not previous.exists():
+        return {}, []
+    # a field added to the Config after that run was made counts as its default there
+    old = {**to_dict(experiment.config_cls()), **json.loads(previous.read_text())}
+    resolved = to_dict(config)
+    return old, sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+
+
+def set_aside_other_run(experiment: Experiment, config: Any, out: str | Path) -> Path | None:
+    """Renames `out` to `out.old`, `out.old2`, ... when it holds a run of another config (one
+    that `run_experiment` would refuse); returns the new name, or None when nothing moved. For
+    `tfkit demo`, whose folders are reused from run to run while its presets change."""
+    out = Path(out)
+    _, diff = _changed_fields(experiment, config, out)
+    if not set(diff) - set(experiment.extendable):
+        return None
+    n, target = 1, out.with_name(out.name + ".old")
+    while target.exists():
+        n += 1
+        target = out.with_name(f"{out.name}.old{n}")
+    out.rename(target)
+    return target
+
+
 def run_experiment(experiment: Experiment, config: Any, out: str | Path,
                    log: Callable[[str], None] | None = print) -> dict:
     """Runs `experiment` with `config` into `out`, resuming a previous run of the same config."""
     run = RunDir(out, log=log)
     resolved = to_dict(config)
-    previous = run.file("config.json")
-    if previous.exists():
-        # a field added to the Config after that run was made counts as its default there
-        old = {**to_dict(experiment.config_cls()), **json.loads(previous.read_text())}
-        diff = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+    old, diff = _changed_fields(experiment, config, run.path)
+    if old:
         if diff and set(diff) <= set(experiment.extendable):
             run.log("continuing with " + ", ".join(f"{k} {old.get(k)} -> {resolved.get(k)}"
                                                    for k in diff))
