@@ -55,11 +55,14 @@ class LLMJudge:
         return reply.strip().lower().startswith("yes")
 
 
-def evaluate_answers(trajectories: Sequence[dict], judge=None) -> Iterator[tuple[str, float]]:
-    """Yields ("accuracy", ...) and the process metrics of a batch of trajectories."""
-    judge = judge or OfflineJudge()
+def evaluate_answers(trajectories: Sequence[dict], judge=None,
+                     correct: Sequence[bool] | None = None) -> Iterator[tuple[str, float]]:
+    """Yields ("accuracy", ...) and the process metrics of a batch of trajectories
+    (`correct`: the judge's verdicts, one per trajectory, when already known)."""
+    if correct is None:
+        judge = judge or OfflineJudge()
+        correct = [judge(t["question"], t["answer"], t["answers"]) for t in trajectories]
     n = max(1, len(trajectories))
-    correct = [judge(t["question"], t["answer"], t["answers"]) for t in trajectories]
     samples = [s for t in trajectories for st in t["steps"] for s in st["samples"]]
     yield "accuracy", 100.0 * sum(correct) / n
     yield "parse_failure_rate", sum(s["action"] is None for s in samples) / max(1, len(samples))
@@ -78,7 +81,7 @@ def _cites_support(t: dict) -> bool:
 def question_set_se(question_accuracy: Sequence[float]) -> float:
     """Standard error of a mean accuracy from the questions drawn (per-question accuracies in
     %): how far the mean would move on another question set of the same size. With one run per
-    question this is the binomial sqrt(p (1 - p) / n)."""
+    question this is about the binomial sqrt(p (1 - p) / n) (exactly, with n - 1 for n)."""
     acc = np.asarray(question_accuracy, dtype=float)
     if acc.size < 2:
         raise ValueError(f"need at least 2 questions for a standard error, got {acc.size}")

@@ -46,15 +46,17 @@ def evaluate_policy(policy: LanguageModel, search: Callable, questions: Sequence
     per_run: dict[str, list[float]] = {}
     # all runs in one batched rollout: each row samples independently
     rollouts = [{**q, "run": r} for r in range(runs) for q in questions]
-    trajectories = agent.run(rollouts, seed=seed * 7 + 1)
+    trajectories = agent.run(rollouts, seed=seed * 7 + 1)  # in the rollouts' (run-major) order
+    n = len(questions)
+    correct = np.array([judge(t["question"], t["answer"], t["answers"]) for t in trajectories],
+                       dtype=bool).reshape(runs, n)  # each answer judged once (LLM judges cost)
     for r in range(runs):
-        for name, value in evaluate_answers([t for t in trajectories if t["run"] == r], judge):
+        for name, value in evaluate_answers(trajectories[r * n:(r + 1) * n],
+                                            correct=correct[r].tolist()):
             per_run.setdefault(name, []).append(float(value))
     out = {f"{k}_mean": float(np.mean(v)) for k, v in per_run.items()}
     out["accuracy_std"] = float(np.std(per_run["accuracy"]))
     out["accuracy_runs"] = per_run["accuracy"]
     # per question, % of runs judged correct: lets two policies be compared question by question
-    correct = np.array([judge(t["question"], t["answer"], t["answers"]) for t in trajectories],
-                       dtype=float).reshape(runs, len(questions))
     out["question_accuracy"] = (100.0 * correct.mean(axis=0)).tolist()
     return out
