@@ -1,7 +1,7 @@
 import numpy as np
 
 from tests.helpers import run_model_saving_test, tflite_parity
-from tfkit.backend import tf
+from tfkit.backend import keras, tf
 from tfkit.models import DecoderLM, ViT
 
 
@@ -32,3 +32,27 @@ def test_decoder_lm_roundtrip_and_padding():
     # Right padding does not change the logits of real tokens.
     padded = tf.constant([[5, 6, 7, 8, 0, 0]])
     np.testing.assert_allclose(lm(padded).numpy()[:, :4], lm(ids[:1]).numpy(), atol=1e-5)
+
+
+def tiny_lm(**kw):
+    return DecoderLM(vocabulary_size=20, sequence_length=12, num_layers=2, hidden_dim=16,
+                     num_heads=2, intermediate_dim=32, **kw)
+
+
+def test_decoder_lm_left_padding_keeps_positions():
+    lm = tiny_lm()
+    short = lm(tf.constant([[5, 6, 7]])).numpy()
+    left = lm(tf.constant([[0, 0, 5, 6, 7], [0, 0, 0, 0, 5]])).numpy()
+    np.testing.assert_allclose(left[0, 2:], short[0], atol=1e-5)
+    np.testing.assert_allclose(left[1, -1], short[0, 0], atol=1e-5)
+
+
+def test_decoder_lm_mixed_precision_left_padding_is_finite():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        lm = tiny_lm()
+        logits = lm(tf.constant([[0, 0, 5, 6, 7]])).numpy()
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    assert np.isfinite(logits).all()

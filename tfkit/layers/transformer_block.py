@@ -114,7 +114,10 @@ class TransformerBlock(keras.layers.Layer):
         scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.head_dim)
         mask = self._mask(tf.shape(q)[2], tf.shape(k)[2], offset, attention_mask, padding_mask)
         if mask is not None:
-            scores = tf.where(mask[:, None], scores, tf.cast(-1e9, scores.dtype))
+            # -1e9, or the dtype's lowest finite value where -1e9 does not fit (float16, where
+            # -1e9 is -inf and a row with every key masked, e.g. a left pad, softmaxes to NaN).
+            masked = max(-1e9, scores.dtype.min)
+            scores = tf.where(mask[:, None], scores, tf.cast(masked, scores.dtype))
         probs = self.dropout_layer(tf.nn.softmax(scores, axis=-1), training=training)
         out = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
         b, n = tf.shape(out)[0], tf.shape(out)[1]
