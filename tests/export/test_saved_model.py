@@ -146,6 +146,19 @@ def test_language_model_next_token_and_padding(lm_run, lm_export):
                                np.stack([want[0, 2], want[1, 4]]), atol=1e-5)
 
 
+def test_language_model_left_padding_matches_unpadded(lm_export):
+    lm = tf.saved_model.load(str(lm_export))
+    serve, generate = lm.signatures["serving_default"], lm.signatures["generate"]
+    left = serve(token_ids=tf.constant([[0, 0, 5, 6, 7]]))["next_token_logits"].numpy()
+    alone = serve(token_ids=tf.constant([[5, 6, 7]]))["next_token_logits"].numpy()
+    np.testing.assert_allclose(left, alone, atol=1e-5)
+    steps = tf.constant(4)
+    padded = generate(token_ids=tf.constant([[0, 0, 5, 6, 7]]), max_new_tokens=steps)
+    unpadded = generate(token_ids=tf.constant([[5, 6, 7]]), max_new_tokens=steps)
+    np.testing.assert_array_equal(padded["token_ids"].numpy()[:, 2:],
+                                  unpadded["token_ids"].numpy())
+
+
 def test_in_graph_word_tokenizer_matches_token_id_generation(lm_export):
     lm = tf.saved_model.load(str(lm_export))
     text = lm.signatures["complete_text"](text=tf.constant(["a b", "c zz d"]),

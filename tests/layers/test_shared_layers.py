@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tests.helpers import run_layer_test
 from tfkit.backend import tf
@@ -66,3 +67,19 @@ def test_class_token_and_positions_roundtrip():
     run_layer_test(ClassToken, {}, tf.random.normal([2, 4, 8]), (2, 5, 8))
     run_layer_test(PositionEmbedding, {"sequence_length": 6}, tf.random.normal([2, 4, 8]),
                    (2, 4, 8))
+
+
+def test_position_embedding_positions_and_length_check():
+    layer = PositionEmbedding(6)
+    x = tf.zeros([2, 3, 4])
+    sliced = layer(x, start_index=2).numpy()
+    table = layer.embeddings.numpy()
+    np.testing.assert_array_equal(sliced[0], table[2:5])
+    gathered = layer(x, positions=tf.constant([[0, 0, 1], [3, 4, 5]])).numpy()
+    np.testing.assert_array_equal(gathered[0], table[[0, 0, 1]])
+    np.testing.assert_array_equal(gathered[1], table[3:6])
+    with pytest.raises(ValueError, match="longer than the position table"):
+        layer(tf.zeros([1, 7, 4]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than the position table"):
+        tf.function(lambda t: layer(t), input_signature=[tf.TensorSpec([None, None, 4])])(
+            tf.zeros([1, 7, 4]))

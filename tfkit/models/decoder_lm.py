@@ -8,14 +8,23 @@ from tfkit.layers import PositionEmbedding, TransformerBlock
 __all__ = ["DecoderLM"]
 
 
+def _positions(padding_mask: tf.Tensor) -> tf.Tensor:
+    """Each real token's index among its row's real tokens (so left padding shifts nothing);
+    a pad keeps its own index (pads are never attended; right-padded rows keep 0, 1, 2, …)."""
+    counted = tf.cumsum(tf.cast(padding_mask, tf.int32), axis=1) - 1
+    index = tf.broadcast_to(tf.range(tf.shape(padding_mask)[1])[None], tf.shape(counted))
+    return tf.where(padding_mask, counted, index)
+
+
 @keras.utils.register_keras_serializable(package="tfkit")
 class DecoderLM(keras.Model):
     """Token ids [batch, length] → next-token logits [batch, length, vocabulary_size].
 
-    Token id `pad_id` (0) is padding: padded keys are never attended, so left-padded batches
-    generate correctly. Layers are named for reuse (soft prompts, KV-cache decoding, sparsity
-    probes): "token_embedding", "position_embedding", "block_0" … "block_{L-1}",
-    "final_norm", "lm_head".
+    Token id `pad_id` (0) is padding: padded keys are never attended and positions count
+    real tokens only (a left-padded row gets the logits of the same row unpadded), so padding
+    on either side gives the same logits at real tokens. Layers are named for reuse (soft
+    prompts, KV-cache decoding, sparsity probes): "token_embedding", "positions",
+    "position_embedding", "block_0" … "block_{L-1}", "final_norm", "lm_head".
 
     Args:
         vocabulary_size: tokens in the vocabulary (id 0 is padding).
@@ -44,7 +53,8 @@ class DecoderLM(keras.Model):
         padding_mask = keras.layers.Lambda(lambda t: tf.not_equal(t, pad_id),
                                            name="padding_mask")(token_ids)
         x = keras.layers.Embedding(vocabulary_size, hidden_dim, name="token_embedding")(token_ids)
-        x = PositionEmbedding(sequence_length, name="position_embedding")(x)
+        positions = keras.layers.Lambda(_positions, name="positions")(padding_mask)
+        x = PositionEmbedding(sequence_length, name="position_embedding")(x, positions=positions)
         for i in range(num_layers):
             x = TransformerBlock(num_heads, intermediate_dim, activation=activation, top_k=top_k,
                                  causal=True, dropout=dropout, name=f"block_{i}")(
