@@ -5,6 +5,10 @@
 Public data: digits 0-4 (every party holds them); private data: a few examples of digits 5-9
 per party; each party's model is its own architecture. Only class scores on the public
 alignment set are shared.
+
+The local TFF worker listens on every network interface while it runs (TFF cannot bind it to
+loopback only; tfkit logs a warning with its port): on a shared network, firewall it first
+(docs/fedmd.md, Security).
 """
 
 import numpy as np

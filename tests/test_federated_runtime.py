@@ -1,10 +1,13 @@
 """The TFF worker is owned by tfkit: a piped run ends and leaves no worker_binary behind."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 SCRIPT = textwrap.dedent("""
     import numpy as np
@@ -77,3 +80,61 @@ def test_remote_context_over_two_loopback_workers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=180)
     assert "sum 10.0" in out.stdout, out.stderr[-2000:]
+
+
+def _fake_binary(tmp_path, body: str):
+    """A stand-in for `worker_binary` (a shell script; `$1` is `--port=P`)."""
+    path = tmp_path / "worker_binary"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_dead_or_silent_worker_fails_fast_is_stopped_and_warned(tmp_path, monkeypatch, caplog):
+    from tfkit.federated import runtime
+
+    monkeypatch.setattr(runtime, "worker_binary_path",
+                        lambda: _fake_binary(tmp_path, "exit 3"))
+    t0 = time.time()
+    with caplog.at_level("WARNING", logger="tfkit.federated.runtime"), \
+            pytest.raises(RuntimeError, match="exited with code 3"):
+        runtime.start_worker(log_dir=tmp_path)
+    assert time.time() - t0 < 10  # not the 60 s ready timeout
+    assert "ALL interfaces" in caplog.text and "port" in caplog.text
+    assert not runtime._LIVE
+
+    monkeypatch.setattr(runtime, "worker_binary_path",
+                        lambda: _fake_binary(tmp_path, "exec sleep 60"))  # never answers gRPC
+    with pytest.raises(RuntimeError, match="no TFF worker answered"):
+        runtime.start_worker(log_dir=tmp_path, timeout=1.0)
+    assert not runtime._LIVE  # stopped, not left running until exit
+    assert not any(b"sleep" in _cmdline(p) for p in _children())
+
+
+def _children() -> list[int]:
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def test_serve_worker_exits_zero_when_stopped(tmp_path):
+    fake = _fake_binary(tmp_path, "exec sleep 60")  # dies of SIGINT like worker_binary
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from tfkit.federated import runtime
+        runtime.worker_binary_path = lambda: Path({str(fake)!r})
+        sys.exit(runtime.serve_worker(12345))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert "all interfaces" in proc.stdout.readline().lower()
+    time.sleep(1.0)  # the worker is started and the handlers installed
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0  # was 254: the worker's -SIGINT status

@@ -63,8 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     fed = sub.add_parser("fedmd", help="FedMD deployment helpers")
     fed_sub = fed.add_subparsers(dest="fedmd_command", required=True)
-    worker = fed_sub.add_parser("worker", help="serve one TFF worker (see docs/fedmd.md)")
-    worker.add_argument("--port", type=int, required=True)
+    worker_help = ("serve one TFF worker. It listens on ALL interfaces (TFF's worker_binary "
+                   "cannot bind loopback only) with no authentication, so any host that reaches "
+                   "the port can run TensorFlow graphs on it: firewall the port (iptables -I "
+                   "INPUT -p tcp --dport PORT ! -i lo -j DROP, or ufw deny PORT) and reach it "
+                   "over an SSH tunnel, or keep workers on a private network (docs/fedmd.md)")
+    worker = fed_sub.add_parser("worker", help=worker_help, description=worker_help)
+    worker.add_argument("--port", type=int, required=True,
+                        help="TCP port, bound on every interface")
 
     export = sub.add_parser("export", help="export a trained model")
     exp_sub = export.add_subparsers(dest="format", required=True)

@@ -6,14 +6,20 @@ every worker is started by tfkit with stdout/stderr to a log file, is killed wit
 (Linux `PR_SET_PDEATHSIG`), and is stopped at normal exit, on an exception and on SIGTERM.
 
     from tfkit.federated import runtime
-    with runtime.local_context():            # one local worker on 127.0.0.1
+    with runtime.local_context():            # one local worker; tfkit dials 127.0.0.1
         result = my_tff_computation(...)
-    with runtime.remote_context(["127.0.0.1:8000", "127.0.0.1:8001"]):
+    with runtime.remote_context(["10.0.0.5:8000", "10.0.0.6:8000"]):
         ...                                  # the same computations over gRPC workers
 
-Security: `worker_binary` listens on every interface with no authentication. Run remote workers
-only on a private network, behind a firewall that admits the driver host alone, or reach them
-through SSH tunnels (`ssh -L 8000:localhost:8000 host`), and never expose the port publicly.
+Security: TFF 0.87's `worker_binary` takes only `--port` and binds `[::]:PORT`, i.e. EVERY
+interface, with no authentication or encryption; whoever reaches the port can run arbitrary
+TensorFlow graphs (which read and write files) as this user. tfkit connects to its local worker
+over loopback but cannot restrict the bind, so even the simulation worker of `local_context`
+is reachable from other hosts while it runs unless a firewall drops it. Keep workers off open
+networks: drop the port on every interface but loopback on the worker host
+(`iptables -I INPUT -p tcp --dport PORT ! -i lo -j DROP`, or `ufw deny PORT`), run remote
+workers only on a private network / VPC whose firewall admits the driver alone, or firewall the
+port as above and reach it through an SSH tunnel (`ssh -N -L 8000:localhost:8000 host`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
+import logging
 import os
 import signal
 import socket
@@ -36,8 +44,9 @@ from typing import Any
 __all__ = ["WorkerProcess", "worker_binary_path", "start_worker", "stop_all_workers",
            "local_context", "remote_context", "serve_worker", "free_port"]
 
+_LOG = logging.getLogger(__name__)
 _LIVE: list[WorkerProcess] = []
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler may run while the main thread holds it
 _HANDLERS_INSTALLED = False
 _GRPC_OPTIONS = [("grpc.max_message_length", 2_000_000_000),
                  ("grpc.max_receive_message_length", 2_000_000_000),
@@ -62,12 +71,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+@functools.cache
+def _prctl() -> Any:
+    """libc's `prctl`, looked up in the parent: dlopen is not safe between fork and exec."""
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except OSError:
-        pass
+        return None
+
+
+def _die_with_parent_fn() -> Any:
+    """A `preexec_fn` that makes the child get SIGTERM when its parent dies (Linux), or None."""
+    prctl = _prctl() if sys.platform.startswith("linux") else None
+    if prctl is None:
+        return None
+
+    def die_with_parent() -> None:  # runs in the child between fork and exec: no allocation
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return die_with_parent
+
+
+def _warn_exposed(port: int) -> None:
+    _LOG.warning("TFF worker_binary listens on port %d on ALL interfaces with no authentication: "
+                 "other hosts can reach it and run TensorFlow graphs unless a firewall blocks "
+                 "the port (see docs/fedmd.md, Security)", port)
 
 
 def _install_handlers() -> None:
@@ -98,10 +126,11 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [str(worker_binary_path()), f"--port={port}"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            preexec_fn=_die_with_parent_fn())
 
     @property
     def address(self) -> str:
+        """Where tfkit dials it (loopback); the worker itself listens on every interface."""
         return f"127.0.0.1:{self.port}"
 
     def alive(self) -> bool:
@@ -118,31 +147,59 @@ class WorkerProcess:
         self._log.close()
 
 
-def start_worker(port: int | None = None, log_dir: str | os.PathLike | None = None
-                 ) -> WorkerProcess:
-    """Starts a local worker (stopped at exit) and waits until its gRPC port answers."""
+def start_worker(port: int | None = None, log_dir: str | os.PathLike | None = None,
+                 timeout: float = 60.0) -> WorkerProcess:
+    """Starts a local worker (stopped at exit) and waits until its gRPC port answers.
+
+    The worker binds every interface (see the module docstring); a warning says so. A worker
+    that exits or does not answer within `timeout` seconds is stopped and a RuntimeError raised.
+    """
     _install_handlers()
     port = port or free_port()
     log_dir = Path(log_dir or tempfile.gettempdir())
     worker = WorkerProcess(port, log_dir / f"tfkit_worker_{port}.log")
     with _LOCK:
         _LIVE.append(worker)
-    _wait_ready(worker.address, worker)
+    _warn_exposed(port)
+    try:
+        _wait_ready(worker.address, worker, timeout)
+    except BaseException:
+        _forget(worker)
+        raise
     return worker
+
+
+def _forget(worker: WorkerProcess) -> None:
+    """Stops `worker` and drops it from the workers stopped at exit."""
+    worker.stop()
+    with _LOCK:
+        if worker in _LIVE:
+            _LIVE.remove(worker)
 
 
 def _wait_ready(address: str, worker: WorkerProcess | None = None, timeout: float = 60.0
                 ) -> None:
+    """Waits until `address` answers gRPC; fails fast when the local `worker` exits."""
     import grpc
 
     channel = grpc.insecure_channel(address)
+    future = grpc.channel_ready_future(channel)
+    deadline = time.monotonic() + timeout
     try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
-        if worker is not None and not worker.alive():
-            raise RuntimeError(f"TFF worker on {address} exited; log: {worker.log_path}") from None
-        raise RuntimeError(f"no TFF worker answered on {address} within {timeout:.0f}s") from None
+        while True:
+            try:
+                future.result(timeout=min(0.2, max(deadline - time.monotonic(), 0.0)))
+                return
+            except grpc.FutureTimeoutError:
+                pass
+            if worker is not None and not worker.alive():
+                raise RuntimeError(f"TFF worker on {address} exited with code "
+                                   f"{worker.process.returncode}; log: {worker.log_path}")
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"no TFF worker answered on {address} within "
+                                   f"{timeout:.0f}s")
     finally:
+        future.cancel()
         channel.close()
 
 
@@ -198,10 +255,14 @@ def _installed(context: Any) -> Iterator[Any]:
 @contextlib.contextmanager
 def local_context(default_num_clients: int = 1, log_dir: str | os.PathLike | None = None
                   ) -> Iterator[Any]:
-    """Runs TFF computations in a local C++ worker that is stopped when the block ends."""
+    """Runs TFF computations in a local C++ worker that is stopped when the block ends.
+
+    tfkit dials the worker on 127.0.0.1, but `worker_binary` listens on every interface while
+    the block runs (a warning names the port): firewall it on shared networks (docs/fedmd.md).
+    """
     import tensorflow_federated as tff
 
-    worker = start_worker(log_dir=log_dir)
+    worker = start_worker(log_dir=log_dir)  # stops the worker itself if it never gets ready
     try:
         context = tff.framework.SyncExecutionContext(
             executor_fn=_executor_factory(worker.address, default_num_clients),
@@ -209,10 +270,7 @@ def local_context(default_num_clients: int = 1, log_dir: str | os.PathLike | Non
         with _installed(context):
             yield context
     finally:
-        worker.stop()
-        with _LOCK:
-            if worker in _LIVE:
-                _LIVE.remove(worker)
+        _forget(worker)
 
 
 @contextlib.contextmanager
@@ -238,12 +296,16 @@ def remote_context(addresses: Sequence[str], default_num_clients: int = 1,
 
 
 def serve_worker(port: int) -> int:
-    """Runs one worker in the foreground until SIGINT/SIGTERM (`tfkit fedmd worker`)."""
-    worker_binary_path()
-    print(f"TFF worker listening on port {port} (all interfaces, no authentication: keep it on "
-          "a private network or behind an SSH tunnel). Ctrl-C stops it.", flush=True)
-    proc = subprocess.Popen([str(worker_binary_path()), f"--port={port}"],
-                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    """Runs one worker in the foreground until SIGINT/SIGTERM (`tfkit fedmd worker`).
+
+    Returns 0 when stopped by SIGINT/SIGTERM, else the worker's own exit code.
+    """
+    binary = worker_binary_path()
+    print(f"TFF worker listening on port {port} on ALL interfaces, no authentication: firewall "
+          f"the port (e.g. iptables -I INPUT -p tcp --dport {port} ! -i lo -j DROP, then an SSH "
+          "tunnel) or keep the host on a private network. Ctrl-C stops it.", flush=True)
+    proc = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent_fn())
 
     stopping: list[float] = []
 
@@ -257,4 +319,4 @@ def serve_worker(port: int) -> int:
         if stopping and time.time() - stopping[0] > 5.0:  # the worker ignored SIGINT
             proc.kill()
         time.sleep(0.2)
-    return int(proc.returncode or 0)
+    return 0 if stopping else int(proc.returncode or 0)
