@@ -17,15 +17,16 @@ from tfkit.export.cards import model_card, write_card
 from tfkit.export.data import image_slices
 from tfkit.export.errors import ExportError
 from tfkit.export.parity import parity_markdown, tflite_parity, write_parity
-from tfkit.export.saved_model import export_saved_model, infer_kind, signature_summary
+from tfkit.export.saved_model import (
+    export_saved_model,
+    image_input_shape,
+    infer_kind,
+    signature_summary,
+)
 from tfkit.export.source import resolve_source
 from tfkit.runs import write_json
 
 __all__ = ["export_savedmodel", "export_tflite", "saved_model_parity"]
-
-
-def _input_shape(model: Any) -> tuple[int, int, int]:
-    return tuple(int(d) for d in model.input_shape[1:])
 
 
 def saved_model_parity(model: Any, meta: dict, path: str | os.PathLike,
@@ -46,12 +47,13 @@ def saved_model_parity(model: Any, meta: dict, path: str | os.PathLike,
         got = serve(token_ids=tf.constant(ids))["logits"].numpy()
         return {"max_abs_diff": float(np.max(np.abs(got - model(ids).numpy()))),
                 "checked_on": f"8 random sequences of {length} token ids"}
+    shape = image_input_shape(model, meta)
     try:
-        slices = image_slices(meta, _input_shape(model), data_dir, calibration_size=1)
+        slices = image_slices(meta, shape, data_dir, calibration_size=1)
         images, labels, what = slices.test_x, slices.test_y, f"{len(slices.test_y)} sampled " \
                                                              f"test images of {slices.dataset}"
     except (DataError, ExportError) as e:
-        images = rng.integers(0, 256, size=(32, *_input_shape(model)), dtype=np.uint8)
+        images = rng.integers(0, 256, size=(32, *shape), dtype=np.uint8)
         labels, what = None, f"32 random images (no held-out data: {e})"
     got, want = [], []
     for i in range(0, len(images), 256):
@@ -112,7 +114,7 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike,
     if kind != "image_classifier":
         raise ExportError(f"TFLite export supports image classifiers; {src.path} is a {kind} "
                           "(export it with `tfkit export savedmodel`)")
-    slices = image_slices(src.meta, _input_shape(model), data_dir)
+    slices = image_slices(src.meta, image_input_shape(model, src.meta), data_dir)
     print(f"exporting {src.path} to TFLite -> {out} (held-out: {len(slices.test_y)} "
           f"{slices.dataset} test images, calibration: {len(slices.calibration)})", flush=True)
     report = tflite_parity(model, slices, out, src.name)

@@ -46,7 +46,8 @@ def tflite_parity(model: Any, slices: ImageSlices, out: str | os.PathLike, name:
     report = {"dataset": slices.dataset, "examples": int(len(test_x)),
               "keras": {"accuracy": _accuracy(keras_logits, slices.test_y)}, "variants": {}}
     for variant in variants:
-        flat = convert(model, variant, calibration if variant == "int8" else None)
+        flat = convert(model, variant, calibration if variant == "int8" else None,
+                       input_shape=test_x.shape[1:])
         path = out / f"{name}_{variant}.tflite"
         path.write_bytes(flat)
         runner = TFLiteModel(path, num_threads=1)

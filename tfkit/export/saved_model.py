@@ -24,7 +24,24 @@ from tfkit.backend import tf
 from tfkit.export.errors import ExportError
 
 __all__ = ["ImageClassifierModule", "LanguageModelModule", "export_saved_model",
-           "serving_module", "signature_summary"]
+           "image_input_shape", "serving_module", "signature_summary"]
+
+
+def image_input_shape(model: Any, meta: dict) -> tuple[int, int, int]:
+    """(H, W, C) an image model is exported at: its own input shape, or `meta["input_shape"]`
+    for a model that takes any size (ResNet, `ViT(resize_inputs=True)`)."""
+    own = tuple(model.input_shape[1:])
+    if len(own) == 3 and None not in own:
+        return tuple(int(d) for d in own)
+    shape = meta.get("input_shape")
+    if not shape:
+        raise ExportError(f"the model takes images of any size (input shape {list(own)}); add "
+                          "\"input_shape\": [height, width, channels] to its meta JSON "
+                          "(models/NAME.json beside NAME.keras) to export it at that size")
+    if len(shape) != 3 or (own[-1] is not None and int(shape[-1]) != int(own[-1])):
+        raise ExportError(f"meta \"input_shape\" {list(shape)} does not fit the model's input "
+                          f"{list(own)}; give [height, width, channels]")
+    return tuple(int(d) for d in shape)
 
 
 def _outputs_to_logits(outputs: tf.Tensor, outputs_kind: str) -> tf.Tensor:
@@ -47,12 +64,14 @@ class ImageClassifierModule(tf.Module):
         model: the Keras classifier; its input shape fixes H, W, C.
         class_names: one name per class ("" entries allowed), or empty for no `labels` output.
         outputs_kind: "logits" (tfkit's models) or "probabilities" (a model ending in softmax).
+        input_shape: (H, W, C) for a model that takes any size (None = the model's own).
     """
 
     def __init__(self, model: Any, class_names: tuple[str, ...] = (),
-                 outputs_kind: str = "logits"):
+                 outputs_kind: str = "logits", input_shape: tuple[int, int, int] | None = None):
         super().__init__(name="image_classifier")
-        height, width, channels = (int(d) for d in model.input_shape[1:])
+        meta = {"input_shape": list(input_shape)} if input_shape else {}
+        height, width, channels = image_input_shape(model, meta)
         # Track the weights, not the Keras model: the SavedModel then loads without Keras.
         self.model_weights = list(model.weights)
         names = tf.constant(list(class_names) or [""], tf.string)
@@ -224,7 +243,8 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
     kind = infer_kind(model, meta)
     if kind == "image_classifier":
         return ImageClassifierModule(model, tuple(meta.get("class_names") or ()),
-                                     meta.get("outputs", "logits"))
+                                     meta.get("outputs", "logits"),
+                                     image_input_shape(model, meta))
     if kind == "language_model":
         length = meta.get("sequence_length") or getattr(model, "sequence_length", None)
         if not length:

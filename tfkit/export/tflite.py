@@ -80,15 +80,32 @@ def integer_friendly(model: Any) -> Any:
     return copy
 
 
-def convert(model: Any, variant: str, calibration: np.ndarray | None = None) -> bytes:
+def _fixed_size(model: Any, input_shape: tuple[int, ...] | None) -> Any:
+    """`model` itself, or for a model whose input has free dimensions (a ResNet takes any
+    image size) a model that takes exactly `input_shape` (without the batch axis)."""
+    if None not in tuple(model.input_shape[1:]):
+        return model
+    if input_shape is None:
+        raise ExportError(f"the model's input shape {list(model.input_shape[1:])} has free "
+                          "dimensions; pass input_shape=(height, width, channels)")
+    from tfkit.backend import keras
+
+    inputs = keras.Input(tuple(int(d) for d in input_shape), dtype=model.inputs[0].dtype)
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
+def convert(model: Any, variant: str, calibration: np.ndarray | None = None,
+            input_shape: tuple[int, ...] | None = None) -> bytes:
     """Converts a Keras model to TFLite `variant`; `calibration` feeds int8 (model-domain
-    inputs, e.g. float32 [0, 1] images, ~100-500 training examples)."""
+    inputs, e.g. float32 [0, 1] images, ~100-500 training examples); `input_shape` (without
+    the batch axis) fixes the size of a model that takes any size."""
     from tfkit.backend import tf
 
     if variant not in VARIANTS:
         raise ExportError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
     if variant == "int8":
         model = integer_friendly(model)
+    model = _fixed_size(model, input_shape)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -223,16 +240,26 @@ class TFLiteModel:
         return np.dtype(self._input["dtype"])
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """Model-domain floats → the input tensor (quantized for int8); the input dtype itself
+        passes through; other dtypes (uint8 pixels) are refused: a cast would wrap or skip
+        the model's scaling silently."""
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating) and x.dtype != self.input_dtype:
+            raise TFLiteModelError(
+                f"{self.origin} got {x.dtype} inputs; pass model-domain floats (e.g. uint8 images "
+                f"/ 255.0) or {self.input_dtype} values already in the model's input format")
         scale, zero_point = _quantization(self._input)
-        if scale and np.issubdtype(np.asarray(x).dtype, np.floating):
+        if scale and np.issubdtype(x.dtype, np.floating):
             info = np.iinfo(self.input_dtype)
             q = np.round(np.asarray(x, np.float64) / scale + zero_point)
             return np.clip(q, info.min, info.max).astype(self.input_dtype)
-        return np.asarray(x).astype(self.input_dtype)
+        return x.astype(self.input_dtype)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Runs each row of `x` (model-domain values, e.g. float32 [0, 1] images) at batch 1;
-        quantized inputs are quantized here and outputs dequantized to float32."""
+        quantized inputs are quantized here and outputs dequantized to float32. Integer `x` is
+        taken only in the model's own input dtype (already quantized); other integers, e.g.
+        uint8 pixels, raise `TFLiteModelError`."""
         x = np.asarray(x)
         if tuple(x.shape[1:]) != self.input_shape:
             want = ", ".join(map(str, self.input_shape))
