@@ -82,6 +82,17 @@ def test_mismatched_inputs_raise(tflite_out):
         model.predict(np.zeros((2, 28, 28, 1), np.float32))
 
 
+def test_integer_inputs_are_refused_unless_already_quantized(tflite_out):
+    pixels = np.full((1, 8, 8, 1), 200, np.uint8)
+    int8, float32 = (TFLiteModel(tflite_out / f"topk_{v}.tflite") for v in ("int8", "float32"))
+    for model in (int8, float32):
+        with pytest.raises(TFLiteModelError, match="uint8 inputs"):
+            model.predict(pixels)
+    # Floats are quantized (200/255 -> pixel 200 - 128 = 72); int8 passes through unchanged.
+    from_float = int8.predict(pixels / np.float32(255))
+    np.testing.assert_array_equal(int8.predict(np.full((1, 8, 8, 1), 72, np.int8)), from_float)
+
+
 def test_language_models_are_refused_clearly(lm_run, tmp_path, capsys):
     with pytest.raises(ExportError, match="supports image classifiers"):
         export_tflite(lm_run, tmp_path)
