@@ -5,7 +5,8 @@ over the left-padded prompts and keeps each block's keys and values in prealloca
 ([batch, heads, prompt + max_new_tokens, head_dim]), then a `tf.while_loop` samples one token
 per step for every row until all rows emitted `<eos>` or `max_new_tokens`; the buffers and the
 output are updated in place (`dynamic_update_slice`). Sampling draws one uniform number per row
-and step (`inverse_cdf_sample`; the numbers for all steps are drawn before the loop), because
+and step (`inverse_cdf_sample`; the numbers for all steps are drawn before the loop, for the
+real rows only, so the rows `KerasLM` adds to reach a compiled shape change no sample), because
 XLA's per-vocabulary-entry random numbers cost more than the model on CPU. Positions are
 counted per row from the first real token, so a left-padded prompt sees the same positions as
 in (right-padded) training. XLA compiles once per (batch, prompt width, max_new_tokens), so
@@ -23,6 +24,7 @@ from tfkit.agents.lm import Sample, truncate_at_stop
 from tfkit.agents.sampling import inverse_cdf_sample
 from tfkit.agents.tokenizer import WordTokenizer
 from tfkit.backend import dynamic_update_slice, keras, tf
+from tfkit.errors import TfkitError
 
 __all__ = ["KVCacheSampler", "KerasLM"]
 
@@ -94,7 +96,8 @@ class KVCacheSampler:
         keys = dynamic_update_slice(keys, k, start)
         values = dynamic_update_slice(values, v, start)
         scores = tf.matmul(q, keys, transpose_b=True) / math.sqrt(dim)
-        scores = tf.where(visible, scores, tf.cast(-1e9, scores.dtype))
+        masked = max(-1e9, scores.dtype.min)  # as TransformerBlock: -1e9 is -inf in float16
+        scores = tf.where(visible, scores, tf.cast(masked, scores.dtype))
         out = tf.transpose(tf.matmul(tf.nn.softmax(scores, axis=-1), values), [0, 2, 1, 3])
         out = tf.reshape(out, [batch, 1, heads * dim])
         x = x + block.attention_output(out)
@@ -103,11 +106,17 @@ class KVCacheSampler:
 
     def decode(self, prompt_ids, max_new_tokens, temperature, seed):
         """(tokens [B, max_new], logprob [B], num_tokens [B]) for left-padded `prompt_ids`."""
-        # One uniform number per row and step, drawn outside XLA: XLA's Philox derives its key
-        # from a run-time seed differently, and the samples should not depend on jit_compile.
-        uniforms = tf.random.stateless_uniform([max_new_tokens, tf.shape(prompt_ids)[0]],
-                                               seed=seed, alg="philox")
+        uniforms = self.uniforms(max_new_tokens, tf.shape(prompt_ids)[0], seed)
         return self.loop(prompt_ids, uniforms, temperature)
+
+    @staticmethod
+    def uniforms(max_new_tokens, rows, seed) -> tf.Tensor:
+        """The uniform numbers [max_new_tokens, rows] of `rows` rows' inverse-CDF draws.
+
+        Drawn outside XLA: XLA's Philox derives its key from a run-time seed differently, and
+        the samples should not depend on jit_compile.
+        """
+        return tf.random.stateless_uniform([max_new_tokens, rows], seed=seed, alg="philox")
 
     def decode_with_uniforms(self, prompt_ids, uniforms, temperature):
         """`decode` given the uniform numbers [max_new_tokens, B] of its inverse-CDF draws."""
@@ -153,8 +162,11 @@ class KVCacheSampler:
 
     def __call__(self, prompt_ids, max_new_tokens: int, temperature: float, seed: int = 0):
         return self.compiled(tf.constant(prompt_ids, tf.int32), tf.constant(max_new_tokens),
-                             tf.constant(temperature, tf.float32),
-                             tf.constant([seed % (2**31 - 1), 0], tf.int32))
+                             tf.constant(temperature, tf.float32), _seed(seed))
+
+
+def _seed(seed: int) -> tf.Tensor:
+    return tf.constant([seed % (2**31 - 1), 0], tf.int32)  # stateless seeds are int32
 
 
 class KerasLM:
@@ -165,7 +177,8 @@ class KerasLM:
         tokenizer: its WordTokenizer.
         batch_size: rows per compiled decode call (prompts x samples).
         strategy: optional `tf.distribute.Strategy`; with several replicas each decode batch is
-            split across them (the model must have been built under `strategy.scope()`).
+            split across them (the model must have been built under `strategy.scope()`); a
+            row's uniform numbers do not depend on the split, so neither does its sample.
         jit_compile: decode with XLA. Batches are padded to a power of two rows and prompts to
             the model's full room (`sequence_length - max_new_tokens`), so only a few shapes
             ever compile (each compile costs about a second on CPU).
@@ -182,10 +195,10 @@ class KerasLM:
 
     def _encode(self, prompt: str, room: int) -> list[int]:
         ids = self.tokenizer.encode(prompt)
-        return ids[-room:] if len(ids) > room else ids  # keep the end (the call being asked)
+        return ids[len(ids) - room:] if len(ids) > room else ids  # keep the end (the call)
 
     def _decode_batch(self, rows: list[list[int]], max_new: int, temperature: float, seed: int):
-        width = max(len(r) for r in rows)
+        real_rows, width = len(rows), max(len(r) for r in rows)
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync if strategy is not None else 1
         filler = [self.tokenizer.eos_id]  # rows added only to reach a compiled shape
@@ -197,14 +210,19 @@ class KerasLM:
         ids = np.zeros([len(rows), width], np.int32)
         for j, r in enumerate(rows):
             ids[j, width - len(r):] = r
+        # Draws for the real rows only, so a row's sample depends neither on the filler rows
+        # (jit_compile) nor on how the batch is split across replicas.
+        uniforms = self.sampler.uniforms(max_new, real_rows, _seed(seed)).numpy()
+        uniforms = np.pad(uniforms, [(0, 0), (0, len(rows) - real_rows)], constant_values=0.5)
+        temperature = tf.constant(temperature, tf.float32)
         if replicas == 1:
-            return [t.numpy() for t in self.sampler(ids, max_new, temperature, seed)]
-        shards = np.split(ids, replicas)
+            return [t.numpy() for t in self.sampler.loop(ids, uniforms, temperature)]
+        ids_shards, uniform_shards = np.split(ids, replicas), np.split(uniforms, replicas, axis=1)
         values = strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(shards[ctx.replica_id_in_sync_group]))
-        out = strategy.run(self.sampler.compiled, args=(
-            values, tf.constant(max_new), tf.constant(temperature, tf.float32),
-            tf.constant([seed, 0], tf.int32)))
+            lambda ctx: (tf.constant(ids_shards[ctx.replica_id_in_sync_group]),
+                         tf.constant(uniform_shards[ctx.replica_id_in_sync_group])))
+        # A plain function: strategy.run would bind the replicas' values to `loop`'s signature.
+        out = strategy.run(lambda shard: self.sampler.loop(*shard, temperature), args=(values,))
         return [np.concatenate([t.numpy() for t in strategy.experimental_local_results(o)])
                 for o in out]
 
@@ -212,6 +230,9 @@ class KerasLM:
                  max_new_tokens: int = 64, stop: Sequence[str] = (), seed: int | None = None
                  ) -> list[list[Sample]]:
         room = self.model.sequence_length - max_new_tokens
+        if room < 1:
+            raise TfkitError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in "
+                             f"the model's sequence_length={self.model.sequence_length}")
         encoded = [self._encode(p, room) for p in prompts]
         rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(num_samples)]
         order = sorted(range(len(rows)), key=lambda j: len(rows[j][1]))  # similar lengths
@@ -235,7 +256,11 @@ class KerasLM:
             seqs, spans = [], []
             for p, c in pairs:
                 c_ids = self.tokenizer.encode(c) + [self.tokenizer.eos_id]
-                p_ids = self._encode(p, self.model.sequence_length - len(c_ids))
+                room = self.model.sequence_length - len(c_ids)
+                if room < 1:
+                    raise TfkitError(f"a continuation of {len(c_ids)} tokens (with <eos>) does "
+                                     f"not fit sequence_length={self.model.sequence_length}")
+                p_ids = self._encode(p, room)
                 seqs.append(p_ids + c_ids)
                 spans.append((len(p_ids), len(c_ids)))
             width = max(len(s) for s in seqs)
