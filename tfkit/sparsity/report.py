@@ -168,7 +168,8 @@ predicts. The paper's claim: Top-k fits fewer wrong labels and so loses less acc
 ## 3. On-device (TFLite, static batch 1, 1 thread; latency in ms, median / p90)
 
 pruned: {cfg.prune_sparsity:.0%} of the MLP weights zeroed in 1x4 blocks (TFLite sparse
-kernels); both: the Top-k model so pruned; neurons: {cfg.prune_sparsity:.0%} of the MLP
+kernels); both: the Top-k model so pruned (gathered Top-k export: only K is stored sparse, V is
+read by GATHER and stored dense with its zeros); neurons: {cfg.prune_sparsity:.0%} of the MLP
 neurons removed (structured pruning, a narrower dense MLP); each fine-tuned
 {cfg.prune_epochs} epoch(s). "Equal accuracy": at most 1 point below the dense model.
 
