@@ -5,6 +5,7 @@ from tfkit.backend import keras, tf
 from tfkit.layers import FeedForward
 from tfkit.models import DecoderLM, ViT
 from tfkit.sparsity import (
+    MeasureError,
     SparsityMonitor,
     dead_fraction,
     feed_forward_layers,
@@ -68,6 +69,29 @@ def test_lm_padding_is_excluded():
         assert on_padded[name] == pytest.approx(on_real[name], abs=1e-6)
     with_pads = nonzero_fraction(lm, padded, pad_id=-1)  # count every position
     assert any(abs(with_pads[n] - on_real[n]) > 1e-4 for n in on_real)
+
+
+def test_lm_padding_is_excluded_from_dead_neurons():
+    lm = DecoderLM(vocabulary_size=20, sequence_length=16, num_layers=2, hidden_dim=16,
+                   num_heads=2, intermediate_dim=32, activation="relu")
+    real = np.array([[3, 7]], "int32")
+    padded = np.concatenate([real, np.zeros((1, 10), "int32")], axis=1)
+    on_real = dead_fraction(lm, real)
+    assert dead_fraction(lm, padded) == pytest.approx(on_real)
+    with_pads = dead_fraction(lm, padded, pad_id=-1)  # count every position
+    assert any(with_pads[n] < on_real[n] for n in on_real)
+
+
+def test_padding_mask_that_does_not_fit_the_activations_is_an_error():
+    ids = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(10, 8)(ids)
+    x = keras.layers.Lambda(lambda t: tf.concat([tf.zeros_like(t[:, :2]), t], 1))(x)  # a prefix
+    model = keras.Model(ids, keras.layers.Dense(3)(FeedForward(16, name="mlp")(x)))
+    x = np.array([[1, 2, 3, 0]], "int32")
+    for measure in (nonzero_fraction, dead_fraction):
+        with pytest.raises(MeasureError, match="pad_id=None"):
+            measure(model, x, pad_id=0)
+        assert list(measure(model, x)) == ["mlp"]  # no pad id: every position counts
 
 
 def test_monitor_logs_over_steps_and_writes_tensorboard(tmp_path):

@@ -19,7 +19,12 @@ from tfkit.sparsity.evaluation import (
     symmetric_label_noise,
 )
 from tfkit.sparsity.flops import MlpFlops, mlp_flops, model_mlp_flops
-from tfkit.sparsity.measure import dead_fraction, feed_forward_layers, nonzero_fraction
+from tfkit.sparsity.measure import (
+    MeasureError,
+    dead_fraction,
+    feed_forward_layers,
+    nonzero_fraction,
+)
 from tfkit.sparsity.tflite import (
     GatheredFeedForward,
     gathered_top_k,
@@ -29,7 +34,8 @@ from tfkit.sparsity.tflite import (
     to_tflite,
 )
 
-__all__ = ["SparsityMonitor", "nonzero_fraction", "dead_fraction", "feed_forward_layers",
+__all__ = ["MeasureError", "SparsityMonitor", "nonzero_fraction", "dead_fraction",
+           "feed_forward_layers",
            "MlpFlops", "mlp_flops", "model_mlp_flops", "to_tflite", "gathered_top_k",
            "GatheredFeedForward", "latency_ms", "max_abs_diff", "predict_tflite",
            "evaluate_classifier", "expected_calibration_error", "symmetric_label_noise"]

@@ -15,9 +15,15 @@ from typing import Any
 import numpy as np
 
 from tfkit.backend import keras, tf
+from tfkit.errors import TfkitError
 from tfkit.layers import FeedForward
 
-__all__ = ["feed_forward_layers", "nonzero_fraction", "dead_fraction", "as_batches"]
+__all__ = ["MeasureError", "feed_forward_layers", "nonzero_fraction", "dead_fraction",
+           "as_batches"]
+
+
+class MeasureError(TfkitError, ValueError):
+    """The data cannot be measured as asked (e.g. padding that does not fit the activations)."""
 
 
 def feed_forward_layers(model: keras.Model) -> list[tuple[str, FeedForward]]:
@@ -85,6 +91,27 @@ def _measured_layers(model: keras.Model) -> list[tuple[str, FeedForward]]:
     return layers
 
 
+def _pad_id(model: keras.Model, pad_id: int | None) -> int | None:
+    """`pad_id`, else `model.pad_id` for a model with token-id input (None: count all)."""
+    if pad_id is None and model.inputs and model.inputs[0].dtype.is_integer:
+        pad_id = getattr(model, "pad_id", None)
+    return pad_id
+
+
+def _real_tokens(values: np.ndarray, mask: np.ndarray | None, name: str) -> np.ndarray:
+    """`values` [batch, length, ...] at the non-padding positions of `mask` [batch, length]
+    ([tokens, ...]); all of them, flattened, without a mask."""
+    if mask is None:
+        return values.reshape(-1, *values.shape[2:]) if values.ndim > 2 else values.ravel()
+    if values.shape[:2] != mask.shape:
+        raise MeasureError(
+            f"{name}: activations cover positions {list(values.shape[:2])} but the token ids "
+            f"{list(mask.shape)}, so padding cannot be excluded (the model adds positions, "
+            "e.g. a soft prompt); pass pad_id=None to a model without a pad_id (every position "
+            "counts) or measure the model without the added positions")
+    return values[mask]
+
+
 def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
                      max_batches: int | None = None, batch_size: int = 128) -> dict[str, float]:
     """Mean fraction of nonzero MLP activations per token, for each FeedForward in `model`.
@@ -109,8 +136,7 @@ def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
         True
     """
     layers = _measured_layers(model)
-    if pad_id is None and model.inputs and model.inputs[0].dtype.is_integer:
-        pad_id = getattr(model, "pad_id", None)
+    pad_id = _pad_id(model, pad_id)
     counts: dict[str, list] = {name: [] for name, _ in layers}
     nonzeros = {name: 0.0 for name, _ in layers}
     tokens = {name: 0.0 for name, _ in layers}
@@ -124,17 +150,17 @@ def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
             model(x, training=False)
             mask = None if pad_id is None else np.asarray(x) != pad_id
             for name, _ in layers:
-                per_token = counts[name].pop()
-                if mask is not None and per_token.shape == mask.shape:
-                    per_token = per_token[mask]
+                per_token = _real_tokens(counts[name].pop(), mask, name)
                 nonzeros[name] += float(per_token.sum())
                 tokens[name] += float(per_token.size)
     return {name: nonzeros[name] / max(tokens[name], 1.0) / ff.intermediate_dim
             for name, ff in layers}
 
 
-def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128) -> dict[str, float]:
-    """Per FeedForward, the fraction of MLP neurons never active on any token of `data`.
+def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128,
+                  pad_id: int | None = None) -> dict[str, float]:
+    """Per FeedForward, the fraction of MLP neurons never active on any non-padding token of
+    `data`.
 
     Dead ReLUs lower `nonzero_fraction` without any per-token laziness; dividing the nonzero
     fraction by `1 - dead` gives how often the live neurons fire.
@@ -143,6 +169,8 @@ def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128) -> dict[
         model: a Keras model containing `FeedForward` layers.
         data: inputs as for `nonzero_fraction` (array, `(x, y)` tuple or `tf.data` dataset).
         batch_size: batch size used when `data` is an array.
+        pad_id: token id to exclude, as in `nonzero_fraction` (defaults to `model.pad_id` for
+            models with token-id input).
 
     Returns:
         {layer name: dead fraction in [0, 1]}, in layer order.
@@ -156,13 +184,17 @@ def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128) -> dict[
         (1, True)
     """
     layers = _measured_layers(model)
+    pad_id = _pad_id(model, pad_id)
     active = {name: np.zeros(ff.intermediate_dim, bool) for name, ff in layers}
+    fired: dict[str, list] = {name: [] for name, _ in layers}
 
-    def seen(name: str, h: tf.Tensor) -> None:  # neurons nonzero on any token of the batch
-        active[name] |= np.asarray(tf.reduce_any(
-            tf.not_equal(tf.reshape(h, [-1, h.shape[-1]]), 0), axis=0))
+    def seen(name: str, h: tf.Tensor) -> None:  # which neurons are nonzero, per position
+        fired[name].append(tf.not_equal(h, 0).numpy())
 
     with probe_activations(layers, seen):
         for x in as_batches(data, batch_size):
             model(x, training=False)
+            mask = None if pad_id is None else np.asarray(x) != pad_id
+            for name, _ in layers:
+                active[name] |= _real_tokens(fired[name].pop(), mask, name).any(axis=0)
     return {name: 1.0 - float(active[name].mean()) for name, _ in layers}
