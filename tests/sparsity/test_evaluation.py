@@ -34,3 +34,11 @@ def test_corruptions_grow_with_severity_and_evaluator_yields_names():
     names = dict(evaluate_classifier(predict, x, np.zeros(4, int), severities=(1, 2)))
     assert set(names) == {"accuracy", "ece", "gaussian_noise/1", "gaussian_noise/2",
                           "gaussian_blur/1", "gaussian_blur/2"}
+
+
+@pytest.mark.parametrize("severity", [0, 6, -1, 2.5])
+def test_corruption_severity_outside_1_to_5_is_refused(severity):
+    images = np.zeros((1, 4, 4, 1), np.float32)
+    for corrupt in (gaussian_noise, gaussian_blur):
+        with pytest.raises(ValueError, match="severity must be 1, 2, 3, 4 or 5"):
+            corrupt(images, severity)

@@ -45,3 +45,17 @@ def test_trains_and_only_the_top_k_feed_forward_weights_exist():
     x = np.random.default_rng(0).normal(size=(8, 5, 8)).astype("float32")
     loss = model.fit(x, x, epochs=3, verbose=0).history["loss"]
     assert loss[-1] < loss[0]
+
+
+def test_to_top_k_twin_has_fresh_weights_and_builds_as_documented():
+    enc = keras_nlp.layers.TransformerEncoder(16, 2)
+    dec = keras_nlp.layers.TransformerDecoder(16, 2)
+    for layer in (enc, dec):
+        layer(tf.zeros([1, 3, 8]))
+    assert not to_top_k(enc, 4).built
+    twin = to_top_k(dec, 4)
+    assert twin.built  # the decoder config records its input shape: built, with fresh weights
+    mine = {w.name.split("/", 1)[-1]: w.numpy() for w in twin.weights}
+    theirs = {w.name.split("/", 1)[-1]: w.numpy() for w in dec.weights}
+    kernels = [n for n in theirs if n.endswith("kernel:0") and n in mine]
+    assert kernels and not any(np.array_equal(mine[n], theirs[n]) for n in kernels)

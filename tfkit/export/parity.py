@@ -86,9 +86,13 @@ def check_targets(report: dict) -> dict[str, bool]:
 def parity_markdown(report: dict) -> str:
     """The parity table (one row per variant, Keras first) and the targets as markdown."""
     rows = [["keras (float32)", "", "", report["keras"]["accuracy"], "", "", "", ""]]
+    def vs_float32(value: float | None, spec: str) -> str:  # None without a float32 variant
+        return "n/a" if value is None else format(value, spec)
+
     for variant, v in report["variants"].items():
-        rows.append([variant, f"{v['size_bytes'] / 1e6:.3f} MB", f"{v['size_ratio']:.2f}x",
-                     v["accuracy"], f"{v['accuracy_drop_points']:+.2f}", v["agreement"],
+        rows.append([variant, f"{v['size_bytes'] / 1e6:.3f} MB",
+                     vs_float32(v["size_ratio"], ".2f") + ("x" if v["size_ratio"] else ""),
+                     v["accuracy"], vs_float32(v["accuracy_drop_points"], "+.2f"), v["agreement"],
                      f"{v['max_abs_diff']:.2e}", f"{v['latency_ms']:.2f}"])
     table = markdown_table(rows, ["model", "size", "smaller than float32", "accuracy",
                                   "drop vs float32 (points)", "top-1 agreement with Keras",

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.errors import TfkitError
+
 __all__ = ["expected_calibration_error", "symmetric_label_noise", "gaussian_noise",
            "gaussian_blur", "CORRUPTIONS", "evaluate_classifier", "predict_probs", "logits_fn",
-           "accuracy"]
+           "accuracy", "SeverityError"]
 
 # CIFAR-10-C strengths at severities 1..5 (noise: std in [0, 1] pixels; blur: sigma in pixels)
 _NOISE_STD = (0.04, 0.06, 0.08, 0.09, 0.10)
@@ -49,10 +51,21 @@ def symmetric_label_noise(labels: np.ndarray, rate: float, num_classes: int,
     return noisy
 
 
+class SeverityError(TfkitError, ValueError):
+    """A corruption severity outside CIFAR-10-C's 1..5."""
+
+
+def _strength(table: tuple[float, ...], severity: int) -> float:
+    """`table[severity - 1]`, refusing severities other than 1..5 (0 would index severity 5)."""
+    if severity not in range(1, len(table) + 1):
+        raise SeverityError(f"severity must be 1, 2, 3, 4 or 5 (CIFAR-10-C), got {severity!r}")
+    return table[int(severity) - 1]
+
+
 def gaussian_noise(images: np.ndarray, severity: int, seed: int = 0) -> np.ndarray:
     """Float [0, 1] NHWC images plus N(0, σ²) noise (σ from CIFAR-10-C), clipped to [0, 1]."""
     rng = np.random.default_rng(seed)
-    std = _NOISE_STD[severity - 1]
+    std = _strength(_NOISE_STD, severity)
     return np.clip(images + rng.normal(0.0, std, images.shape), 0, 1).astype(np.float32)
 
 
@@ -60,7 +73,7 @@ def gaussian_blur(images: np.ndarray, severity: int, seed: int = 0) -> np.ndarra
     """Float [0, 1] NHWC images blurred spatially with σ from CIFAR-10-C."""
     from scipy.ndimage import gaussian_filter
 
-    sigma = _BLUR_SIGMA[severity - 1]
+    sigma = _strength(_BLUR_SIGMA, severity)
     return gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="reflect").astype(np.float32)
 
 

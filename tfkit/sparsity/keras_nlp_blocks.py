@@ -88,7 +88,12 @@ class TopKTransformerDecoder(keras_nlp.layers.TransformerDecoder):
 
 
 def to_top_k(layer: keras.layers.Layer, top_k: int | None) -> keras.layers.Layer:
-    """A new (unbuilt) Top-k twin of a keras-nlp TransformerEncoder/Decoder, same config."""
+    """A new Top-k twin of a keras-nlp TransformerEncoder/Decoder with the same config.
+
+    Its weights are fresh, never copied from `layer`. An encoder twin comes back unbuilt; a
+    decoder twin comes back built (with fresh weights) when `layer` was built, since
+    keras-nlp's decoder config then records its input shape, and unbuilt otherwise.
+    """
     if isinstance(layer, keras_nlp.layers.TransformerDecoder):
         return TopKTransformerDecoder.from_config({**layer.get_config(), "top_k": top_k})
     if isinstance(layer, keras_nlp.layers.TransformerEncoder):
