@@ -93,7 +93,8 @@ def _as_str(text) -> str:
 class KerasNLPLM:
     """Any keras-nlp `CausalLM` (with its preprocessor) as a LanguageModel.
 
-    Generation uses the model's own `generate` with a `RandomSampler(temperature)`; scores come
+    Generation uses the model's own `generate` with a `RandomSampler(temperature)` (a
+    `GreedySampler` at temperature <= 0, as `LLMJudge` and `LLMRanker` ask for); scores come
     from the backbone's logits. Load a local preset with
     `keras_nlp.models.GPT2CausalLM.from_preset("/path/to/preset_dir")`.
 
@@ -103,14 +104,26 @@ class KerasNLPLM:
 
     def __init__(self, causal_lm):
         self.causal_lm = causal_lm
+        self._greedy = False  # compiled with a GreedySampler (kept: compiling drops generate's
+        # traced function; a RandomSampler is rebuilt per call so a seed repeats its samples)
+
+    def _compile_sampler(self, temperature: float, seed: int | None) -> None:
+        import keras_nlp
+
+        if temperature <= 0:
+            if not self._greedy:
+                self.causal_lm.compile(sampler=keras_nlp.samplers.GreedySampler())
+                self._greedy = True
+            return
+        self.causal_lm.compile(sampler=keras_nlp.samplers.RandomSampler(temperature=temperature,
+                                                                        seed=seed))
+        self._greedy = False
 
     def generate(self, prompts, num_samples=1, temperature=0.5, max_new_tokens=64, stop=(),
                  seed=None):
-        import keras_nlp
-
         lm = self.causal_lm
         tokenizer = lm.preprocessor.tokenizer
-        lm.compile(sampler=keras_nlp.samplers.RandomSampler(temperature=temperature, seed=seed))
+        self._compile_sampler(temperature, seed)
         flat = [p for p in prompts for _ in range(num_samples)]
         lengths = [len(tokenizer(p)) for p in prompts]
         max_length = max(lengths) + max_new_tokens + 2
