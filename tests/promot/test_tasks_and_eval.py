@@ -1,4 +1,9 @@
+import warnings
+import zlib
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 
 from tfkit.promot import (
     PRETRAIN_TASKS,
@@ -87,3 +92,44 @@ def test_own_format_rate_separates_forgetting_from_specialization(world_tasks_to
     specialized = {"arithmetic": [("True", "9"), ("4", "4")], "sentiment": [("", "positive")]}
     assert abs(own_format_rate(specialized, tasks) - 100.0 / 3) < 1e-9
     assert own_format_rate({}, tasks) == 0.0
+
+
+class _CharTokenizer:
+    """One token per character: pseudo-words split into several pieces, as BPE splits them."""
+
+    pad_id = 0
+
+    def encode(self, text):
+        return [ord(c) for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids if i)
+
+
+def test_setup_sizes_answers_and_examples_in_tokens(world_tasks_tokenizer):
+    """The word tokenizer keeps the recorded sizes (4 new tokens, 16/32-token examples); a
+    tokenizer with several pieces per word gets room for every answer and its `|`."""
+    from tfkit.promot.pipeline import Setup
+
+    _, tasks, tok = world_tasks_tokenizer
+    config = SimpleNamespace(seed=0, finetune_examples=50)
+    words = Setup(config, tasks, tok)
+    assert words.max_new_tokens == 4
+    assert [words.finetune_arrays("translate", k)["x"].shape[1] for k in (0, 1)] == [16, 32]
+    chars = Setup(config, tasks, _CharTokenizer())
+    assert chars.max_new_tokens > 12  # e.g. " zago taru tezo" is 15 characters
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is cut
+        arrays = chars.finetune_arrays("translate", 1)
+    answer_tokens = arrays["w"].sum(axis=1)  # each row's whole answer and its `|` are trained
+    rng = np.random.default_rng([0, 2, 1, zlib.crc32(b"translate")])
+    episodes = [sample_episode(tasks["translate"], 1, rng) for _ in range(50)]
+    expected = [len(f" {e[-1][1]} |") for e in episodes]
+    np.testing.assert_array_equal(answer_tokens, expected)
+
+
+def test_lm_arrays_warns_when_a_lone_query_is_cut(world_tasks_tokenizer):
+    _, tasks, tok = world_tasks_tokenizer
+    episode = sample_episode(tasks["translate"], 0, np.random.default_rng(0))
+    with pytest.warns(UserWarning, match="1 of 1 episodes do not fit length=4"):
+        lm_arrays([episode], tok, 4)

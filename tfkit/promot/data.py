@@ -7,6 +7,7 @@ model's next tokens are its answer.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,20 +51,27 @@ def lm_arrays(episodes: Sequence[Sequence[tuple[str, str]]], tokenizer: Tokenize
               length: int, loss_on: str = "all") -> dict[str, np.ndarray]:
     """Right-padded next-token arrays: `x` [N, length], `y` (x shifted by one), `w` loss mask.
 
-    Episodes longer than `length + 1` tokens lose their earliest examples until they fit.
+    Episodes longer than `length + 1` tokens lose their earliest examples until they fit; a
+    query that alone does not fit is cut (its answer too) with a warning: raise `length`.
     """
     x = np.full((len(episodes), length), tokenizer.pad_id, np.int32)
     y = np.full_like(x, tokenizer.pad_id)
     w = np.zeros(x.shape, np.float32)
+    cut = 0
     for row, examples in enumerate(episodes):
         examples = list(examples)
         ids, weights = encode_episode(tokenizer, examples, loss_on)
         while len(ids) > length + 1 and len(examples) > 1:
             examples = examples[1:]
             ids, weights = encode_episode(tokenizer, examples, loss_on)
+        cut += len(ids) > length + 1
         ids, weights = ids[: length + 1], weights[: length + 1]
         n = len(ids) - 1
         x[row, :n], y[row, :n], w[row, :n] = ids[:-1], ids[1:], weights[1:]
+    if cut:
+        warnings.warn(f"lm_arrays: {cut} of {len(episodes)} episodes do not fit length={length} "
+                      "even as a lone query and were cut (answers lost); use a longer length",
+                      stacklevel=2)
     return {"x": x, "y": y, "w": w}
 
 

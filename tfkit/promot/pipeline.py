@@ -3,6 +3,7 @@ evaluate one method. Each returns JSON and leaves models/prompts in the run dire
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 
 from tfkit.backend import keras
 from tfkit.layers import SoftPrompt
-from tfkit.promot.data import lm_arrays, sample_episode, task_mixture
+from tfkit.promot.data import encode_episode, lm_arrays, sample_episode, task_mixture
 from tfkit.promot.evaluation import (
     format_specialization,
     make_predict_fn,
@@ -37,7 +38,8 @@ from tfkit.runs import RunDir
 __all__ = ["Setup", "pretrain_lm", "finetune_method", "evaluate_method", "load_preset"]
 
 PROMPTED = ("prompt_tuning", "promot", "joint", "promot_1shot", "multitask_promot")
-MAX_NEW_TOKENS = 4  # longest answer (3 words) plus the `|` separator
+FINETUNE_LENGTH = 16  # tokens per fine-tuning example and shot (a 0-shot one is <= 12 words)
+ANSWER_SAMPLES = 256  # episodes per task whose answers size `Setup.max_new_tokens`
 
 
 def load_preset(preset_dir: str) -> tuple[keras.Model, KerasNLPTokenizer]:
@@ -77,12 +79,25 @@ class Setup:
                             model_schedule=c.model_schedule,
                             batch_size=c.finetune_batch_size, seed=c.seed)
 
+    @functools.cached_property
+    def max_new_tokens(self) -> int:
+        """Tokens to generate per answer: the longest encoded answer over sampled episodes of
+        every task (a shorter answer ends at its `|`). The word tokenizer gives 4 (`sequence`
+        answers have up to 4 words); a BPE tokenizer splits the pseudo-words into pieces."""
+        rng = np.random.default_rng([self.config.seed, 3])
+        return max(len(self.tokenizer.encode(f" {y}"))
+                   for task in self.tasks.values() for _ in range(ANSWER_SAMPLES)
+                   for _, y in sample_episode(task, 0, rng))
+
     def finetune_arrays(self, target: str, shots: int) -> dict[str, np.ndarray]:
         """Training data of `target` in the `shots`-shot format, loss on the query's answer."""
         rng = np.random.default_rng([self.config.seed, 2, shots, zlib.crc32(target.encode())])
         episodes = [sample_episode(self.tasks[target], shots, rng)
                     for _ in range(self.config.finetune_examples)]
-        length = 16 if shots == 0 else 16 * (shots + 1)  # a 0-shot example is ≤ 12 tokens
+        # FINETUNE_LENGTH per example, or the longest episode's tokens if more (BPE pieces),
+        # so no example loses its shots or its answer.
+        longest = max(len(encode_episode(self.tokenizer, e)[0]) for e in episodes)
+        length = max(FINETUNE_LENGTH * (shots + 1), longest - 1)
         return lm_arrays(episodes, self.tokenizer, length, loss_on="query")
 
 
@@ -107,7 +122,7 @@ def pretrain_lm(setup: Setup, run_dir: RunDir) -> dict:
         arrays = lm_arrays(task_mixture(tasks, c.pretrain_episodes, (1, 5), rng),
                            setup.tokenizer, c.context_length)
     lm = DecoderLM(vocabulary_size=setup.tokenizer.vocabulary_size,
-                   sequence_length=c.context_length + c.prompt_tokens + 2 * MAX_NEW_TOKENS,
+                   sequence_length=c.context_length + c.prompt_tokens + 2 * setup.max_new_tokens,
                    num_layers=c.num_layers, hidden_dim=c.hidden_dim, num_heads=c.num_heads,
                    intermediate_dim=c.intermediate_dim, name="pretrained_lm")
     optimizer = make_optimizer("adam", c.pretrain_learning_rate, c.pretrain_steps,
@@ -161,7 +176,7 @@ def finetune_method(setup: Setup, run_dir: RunDir, method: str, target: str | No
 
 def _icl(setup: Setup, lm: keras.Model, shots: int) -> dict[str, list]:
     predict = make_predict_fn(PromptedLM(lm, pad_id=setup.tokenizer.pad_id), setup.tokenizer,
-                              MAX_NEW_TOKENS)
+                              setup.max_new_tokens)
     return {name: task_predictions(predict, setup.tasks[name], shots,
                                    setup.config.eval_queries, setup.config.seed)
             for name in PRETRAIN_TASKS}
@@ -201,7 +216,7 @@ def evaluate_method(setup: Setup, run_dir: RunDir, method: str, target: str | No
             prompt = SoftPrompt.load_prompt(_prompt_path(run_dir, f"{t}_{method}"))
         shots = 1 if method in ("pretrained", "promot_1shot") else 0
         predict = make_predict_fn(PromptedLM(lm, prompt, pad_id=setup.tokenizer.pad_id),
-                                  setup.tokenizer, MAX_NEW_TOKENS)
+                                  setup.tokenizer, setup.max_new_tokens)
         pairs = task_predictions(predict, setup.tasks[t], shots, setup.config.eval_queries,
                                  setup.config.seed + 1)
         entry["target"] = task_score(setup.tasks[t], pairs)
