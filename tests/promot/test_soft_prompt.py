@@ -87,6 +87,22 @@ def test_prompted_lm_config_roundtrip(tiny_lm):
     np.testing.assert_allclose(clone(ids).numpy(), prompted(ids).numpy(), atol=1e-6)
 
 
+def test_prompted_lm_takes_the_lms_own_pad_id(tiny_lm):
+    """Without a prompt, `PromptedLM(lm)` equals `lm` whatever its pad_id (0 is a real token
+    when pad_id=7), and keeps that pad_id through serialization."""
+    from tfkit.models import DecoderLM
+
+    lm = DecoderLM(vocabulary_size=40, sequence_length=16, num_layers=1, hidden_dim=16,
+                   num_heads=2, intermediate_dim=32, pad_id=7)
+    ids = tf.constant([[5, 0, 6], [3, 4, 7], [7, 3, 4]])  # right- and left-padded rows
+    prompted = PromptedLM(lm)
+    assert prompted.pad_id == 7
+    np.testing.assert_allclose(prompted(ids).numpy(), lm(ids).numpy(), atol=1e-5)
+    clone = PromptedLM.from_config(PromptedLM(lm, SoftPrompt(2)).get_config())
+    assert clone.pad_id == 7
+    assert PromptedLM(lm, pad_id=0).pad_id == 0  # an explicit pad_id still wins
+
+
 def test_unsupported_model_is_a_clear_error():
     from tfkit.backend import keras
 

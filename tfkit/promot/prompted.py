@@ -38,7 +38,7 @@ def _unwrap(lm: keras.Model) -> keras.Model:
 
 
 def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable, Callable]:
-    """(token embedding layer, `positions(embeddings) -> embeddings + positions`,
+    """(token embedding layer, `positions(embeddings, padding_mask) -> embeddings + positions`,
     `body(embeddings, padding_mask) -> logits`) of a supported LM."""
     names = _layer_names(lm)
     if {"token_embedding", "position_embedding", "block_0", "final_norm", "lm_head"} <= names:
@@ -50,7 +50,14 @@ def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable, Callable]:
                 x = block(x, padding_mask=mask)
             return lm.get_layer("lm_head")(lm.get_layer("final_norm")(x))
 
-        return lm.get_layer("token_embedding"), lm.get_layer("position_embedding"), body
+        table = lm.get_layer("position_embedding")
+
+        def positions(x, mask):
+            if "positions" in names:  # DecoderLM counts real tokens: left padding shifts nothing
+                return table(x, positions=lm.get_layer("positions")(mask))
+            return table(x)
+
+        return lm.get_layer("token_embedding"), positions, body
     gpt2 = {"token_embedding", "position_embedding", "embeddings_add", "embeddings_dropout",
             "transformer_layer_0", "layer_norm"}
     if gpt2 <= names:
@@ -58,7 +65,7 @@ def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable, Callable]:
                   for i in range(sum(n.startswith("transformer_layer_") for n in names))]
         embedding = lm.get_layer("token_embedding")
 
-        def positions(x):
+        def positions(x, mask):  # GPT-2 numbers positions 0, 1, 2, … whatever the padding
             return lm.get_layer("embeddings_add")((x, lm.get_layer("position_embedding")(x)))
 
         def body(x, mask):
@@ -86,7 +93,8 @@ class PromptedLM(keras.Model):
         lm: a tfkit `DecoderLM` or a keras-nlp GPT-2 backbone / causal LM; weights are shared.
         soft_prompt: a `tfkit.layers.SoftPrompt`, or None for the bare LM behind the same
             token-ids interface.
-        pad_id: token id treated as padding (never attended).
+        pad_id: token id treated as padding (never attended); None (default) takes the LM's
+            own `pad_id` (a tfkit `DecoderLM`'s), else 0, so `PromptedLM(lm)` equals `lm`.
 
     Example:
         >>> from tfkit.models import DecoderLM
@@ -96,19 +104,21 @@ class PromptedLM(keras.Model):
         TensorShape([2, 5, 20])
     """
 
-    def __init__(self, lm: keras.Model, soft_prompt: SoftPrompt | None = None, pad_id: int = 0,
-                 **kwargs):
+    def __init__(self, lm: keras.Model, soft_prompt: SoftPrompt | None = None,
+                 pad_id: int | None = None, **kwargs):
+        if pad_id is None:  # the LM's own padding id (keras-nlp backbones have none: 0)
+            pad_id = int(getattr(_unwrap(lm), "pad_id", 0))
         embedding, positions, body = _parts(_unwrap(lm))
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         mask = tf.not_equal(token_ids, pad_id)
         x = embedding(token_ids)
         shifted = soft_prompt is not None and soft_prompt.positions == "shifted"
         if not shifted:
-            x = positions(x)  # the text keeps the positions it has without a prompt
+            x = positions(x, mask)  # the text keeps the positions it has without a prompt
         if soft_prompt is not None:
             x, mask = soft_prompt(x, padding_mask=mask)
         if shifted:
-            x = positions(x)  # the prompt at positions 0 … p-1, the text after it
+            x = positions(x, mask)  # the prompt at positions 0 … p-1, the text after it
         logits = body(x, mask)
         if soft_prompt is not None:
             logits = logits[:, soft_prompt.num_tokens:]
