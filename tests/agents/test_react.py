@@ -156,6 +156,16 @@ def test_offline_judge_and_ranking_parser():
                                 "country"}
 
 
+def test_offline_judge_hedges_with_apostrophes_and_hedge_words_inside_the_reference():
+    judge = OfflineJudge()
+    assert not judge("q", "I can't tell, Paris", ["Paris"])
+    assert not judge("q", "Paris, I don't know", ["Paris"])
+    assert judge("q", "Trick or Treat", ["Trick or Treat"])
+    assert judge("q", "Nothing Compares 2 U [link_id=1]", ["Nothing Compares 2 U"])
+    assert not judge("q", "Trick or Treat or Halloween", ["Trick or Treat"])
+    assert judge("q", "Trick or Treat", ["Treat", "Trick or Treat"])
+
+
 def test_question_set_se_and_paired_difference():
     # one run per question: the binomial standard error (with n - 1) of 3 right out of 4
     assert question_set_se([100, 100, 100, 0]) == pytest.approx(25.0)

@@ -24,15 +24,19 @@ def normalize(text: str) -> str:
     return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
 
 
+_HEDGE_WORDS = tuple(normalize(h) for h in (*_HEDGES, "or"))  # "can't" -> "can t"
+
+
 class OfflineJudge:
     """True when a normalized alias occurs (as whole words) in the normalized answer and the
-    answer is neither a refusal nor a hedge (e.g. "X or Y")."""
+    rest of the answer is neither a refusal nor a hedge (e.g. "X or Y"); hedge words inside
+    the alias itself ("Trick or Treat") do not count."""
 
     def __call__(self, question: str, answer: str, references: Sequence[str]) -> bool:
         ans = f" {normalize(answer)} "
-        if not ans.strip() or any(f" {h} " in ans for h in _HEDGES) or " or " in ans:
-            return False
-        return any(f" {normalize(r)} " in ans for r in references if normalize(r))
+        refs = [f" {r} " for r in map(normalize, references) if r]
+        return any(not any(f" {h} " in ans.replace(r, " ") for h in _HEDGE_WORDS)
+                   for r in refs if r in ans)
 
 
 def judge_prompt(question: str, answer: str, references: Sequence[str]) -> str:
