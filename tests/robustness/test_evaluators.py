@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tfkit.backend import tf
+from tfkit.errors import TfkitError
 from tfkit.models import ViT
 from tfkit.robustness import metrics, registry
 from tfkit.robustness.cli import eval_command
@@ -61,3 +62,26 @@ def test_eval_command_on_a_saved_model(tmp_path):
     assert eval_command(str(tmp_path / "sm"), "digits", ["patch"], limit=16) == 0
     with pytest.raises(registry.UnknownEvaluatorError):
         eval_command(str(tmp_path / "m.keras"), "digits", ["texture"], limit=16)
+
+
+def test_eval_command_on_a_tfkit_export_savedmodel(tmp_path):
+    """`tfkit export savedmodel` output (uint8 images in; logits, probabilities, classes out)
+    scores like the Keras model it came from; its uint8 input is not differentiable."""
+    from tfkit.export import export_saved_model
+    from tfkit.robustness.cli import load_model
+
+    model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=8, num_heads=2,
+                intermediate_dim=16, channels=1)
+    model.save(tmp_path / "m.keras")
+    export_saved_model(model, {}, tmp_path / "exported")
+    x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype(np.float32) / 255.0
+    np.testing.assert_allclose(load_model(tmp_path / "exported")(x), model(x), atol=1e-5)
+    runs = {}
+    for name in ("m.keras", "exported"):
+        eval_command(str(tmp_path / name), "digits", ["patch"], limit=16,
+                     out=tmp_path / f"{name}.json")
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())["results"]
+    assert runs["exported"]["clean/accuracy"] == runs["m.keras"]["clean/accuracy"]
+    assert runs["exported"]["patch/shuffle"] == runs["m.keras"]["patch/shuffle"]
+    with pytest.raises(TfkitError, match="not differentiable"):
+        eval_command(str(tmp_path / "exported"), "digits", ["adversarial"], limit=8)

@@ -3,7 +3,8 @@
     tfkit eval robustness --model my_model.keras --data cifar10 --suite corruptions,adversarial
 
 The model may be a `.keras` / `.h5` file, a Keras SavedModel directory, or any TF SavedModel
-with a `serving_default` signature that maps float [0, 1] images [B, H, W, C] to logits.
+with a `serving_default` signature that maps images [B, H, W, C] to logits (float [0, 1] input,
+or uint8 0..255 as `tfkit export savedmodel` writes; a `logits` output is preferred).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ __all__ = ["eval_command", "load_model"]
 
 def load_model(path: str | os.PathLike) -> Any:
     """A Keras model when the file/directory holds one, else the SavedModel's serving function
-    wrapped as a predict_fn (images -> logits)."""
+    wrapped as a predict_fn (float [0, 1] images -> logits).
+
+    For a plain SavedModel (e.g. `tfkit export savedmodel` output) the `serving_default`
+    signature's `logits` output is used (else its only/first output); a uint8 input is fed
+    `round(x * 255)`, so such a model is not differentiable (the adversarial suite says so).
+    """
     import tfkit.layers  # noqa: F401  (registers tfkit's serializable layers and models)
     import tfkit.models  # noqa: F401
 
@@ -33,21 +39,32 @@ def load_model(path: str | os.PathLike) -> Any:
     if not path.exists():
         raise TfkitError(f"model {str(path)!r} does not exist")
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as keras_error:  # not a Keras artifact: try a plain SavedModel
         if not (path / "saved_model.pb").exists():
             raise TfkitError(f"cannot load {str(path)!r} as a Keras model "
                              f"({type(keras_error).__name__}: {keras_error})") from None
+    else:
+        # A non-Keras SavedModel loads as an uncallable `_UserObject` instead of raising.
+        if isinstance(model, keras.Model):
+            return model
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures.get("serving_default")
     if signature is None:
         raise TfkitError(f"SavedModel {str(path)!r} has no serving_default signature; "
                          f"signatures: {list(loaded.signatures)}")
-    (input_name, spec), = signature.structured_input_signature[1].items()
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise TfkitError(f"SavedModel {str(path)!r}: serving_default must take one image input, "
+                         f"it takes {sorted(inputs)}")
+    (input_name, spec), = inputs.items()
 
     def predict_fn(x: tf.Tensor) -> tf.Tensor:
+        x = tf.convert_to_tensor(x)
+        if spec.dtype == tf.uint8:  # exported pixels: float [0, 1] -> 0..255
+            x = tf.cast(tf.clip_by_value(tf.round(x * 255.0), 0.0, 255.0), tf.uint8)
         out = signature(**{input_name: tf.cast(x, spec.dtype)})
-        return next(iter(out.values()))
+        return out["logits"] if "logits" in out else next(iter(out.values()))
 
     predict_fn.input_shape = tuple(spec.shape)  # for the shape check below
     predict_fn.keep_alive = loaded  # the signature's variables live as long as `loaded`
