@@ -27,14 +27,15 @@ def main() -> None:
     p.add_argument("--model", help=".keras file or SavedModel folder (default: train a tiny ViT)")
     p.add_argument("--data", default="digits")
     p.add_argument("--data-dir")
-    p.add_argument("--limit", type=int, default=200, help="test images to evaluate")
+    p.add_argument("--limit", type=int, default=200, help="random test images to evaluate")
     p.add_argument("--suites", default="clean,corruptions,adversarial,patch")
     args = p.parse_args()
 
     data = datasets.load(args.data, args.data_dir)
-    x = data.test.x[:args.limit].astype(np.float32) / 255.0
+    test = data.test.sample(args.limit, seed=0)  # a random subset: some copies are class-sorted
+    x = test.x.astype(np.float32) / 255.0
     x = x[..., None] if x.ndim == 3 else x
-    y = data.test.y[:args.limit]
+    y = test.y
 
     if args.model:
         model = load_model(args.model)
@@ -43,7 +44,8 @@ def main() -> None:
                     num_heads=2, intermediate_dim=64, channels=x.shape[-1])
         model.compile(keras.optimizers.Adam(3e-3),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
-        xtr = data.train.x.astype(np.float32)[..., None] / 255.0
+        xtr = data.train.x.astype(np.float32) / 255.0
+        xtr = xtr[..., None] if xtr.ndim == 3 else xtr  # colour images have their channel axis
         model.fit(xtr, data.train.y, epochs=5, batch_size=64, verbose=0)
 
     # 1. The ops alone: corrupt a batch (works the same inside tf.data.Dataset.map).
