@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import run_model_saving_test
 from tfkit.backend import set_seed
+from tfkit.config import ConfigError
 from tfkit.errors import TfkitError
 from tfkit.federated import runtime
 from tfkit.federated.fedmd import (
@@ -124,6 +125,41 @@ def _process(scenario, parties, **kwargs):
     return build_fedmd_process(parties, scenario.public_x, alignment_size=ALIGNMENT,
                                revisit_epochs=1,
                                test_data=(scenario.test_x, scenario.test_y), **kwargs)
+
+
+class _CountingProcess:
+    """A stand-in FedMD process (no TFF context needed): `next` counts rounds."""
+
+    def __init__(self):
+        self.parties = [_StateParty()]
+
+    def initialize(self):
+        return {"round": np.int32(0)}
+
+    def next(self, state):
+        self.parties[0].weights += 1.0
+        metrics = {"accuracy": np.array([0.5], np.float32), "seconds": 0.0, "participated": [1]}
+        return {"round": np.int32(state["round"] + 1)}, metrics
+
+
+class _StateParty:
+    def __init__(self):
+        self.weights = np.zeros(2, np.float32)
+
+    def get_state(self):
+        return {"model": [self.weights.copy()]}
+
+    def set_state(self, state):
+        self.weights = np.asarray(state["model"][0]).copy()
+
+
+def test_run_program_refuses_fewer_rounds_than_saved(tmp_path):
+    assert len(run_program(_CountingProcess(), 3, tmp_path, log=lambda m: None)) == 3
+    process = _CountingProcess()
+    resumed = run_program(process, 4, tmp_path, log=lambda m: None)  # resumes: 1 more round
+    assert [r["round"] for r in resumed] == [1, 2, 3, 4] and process.parties[0].weights[0] == 4
+    with pytest.raises(ConfigError, match="round 4, more than rounds=2"):
+        run_program(_CountingProcess(), 2, tmp_path, log=lambda m: None)
 
 
 def test_consensus_computation_weighted_mean_and_broadcast():

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.config import ConfigError
+
 __all__ = ["run_program", "to_python"]
 
 
@@ -46,7 +48,8 @@ def run_program(process: Any, rounds: int, state_dir: str | Path,
 
     Args:
         process: from `build_fedmd_process` (its `parties` are restored on resume).
-        rounds: total rounds wanted (rounds already finished in `state_dir` are not redone).
+        rounds: total rounds wanted (rounds already finished in `state_dir` are not redone;
+            fewer than finished there raise `ConfigError`).
         state_dir: where `tff.program.FileProgramStateManager` keeps the program state.
         release_managers: `tff.program.ReleaseManager`s that receive each round's metrics.
         log: progress messages.
@@ -66,6 +69,11 @@ def run_program(process: Any, rounds: int, state_dir: str | Path,
     structure = _program_state(state, parties, history)
     saved, version = asyncio.run(manager.load_latest(structure))
     if saved is not None:
+        if int(saved["round"]) > rounds:  # its models are further along than asked for
+            raise ConfigError(
+                f"{state_dir} holds the program state of round {int(saved['round'])}, more than "
+                f"rounds={rounds}: finished rounds cannot be undone; ask for rounds >= "
+                f"{int(saved['round'])} or use a new state_dir")
         for party, party_state in zip(parties, saved["parties"], strict=True):
             party.set_state(party_state)
         state = {"round": np.int32(saved["round"])}
