@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     fed_sub = fed.add_subparsers(dest="fedmd_command", required=True)
     worker_help = ("serve one TFF worker. It listens on ALL interfaces (TFF's worker_binary "
                    "cannot bind loopback only) with no authentication, so any host that reaches "
-                   "the port can run TensorFlow graphs on it: firewall the port (iptables -I "
-                   "INPUT -p tcp --dport PORT ! -i lo -j DROP, or ufw deny PORT) and reach it "
-                   "over an SSH tunnel, or keep workers on a private network (docs/fedmd.md)")
+                   "the port can run TensorFlow graphs on it: firewall the port (ufw deny PORT, "
+                   "or iptables and ip6tables -I INPUT -p tcp --dport PORT ! -i lo -j DROP) and "
+                   "reach it over an SSH tunnel, or keep workers on a private network "
+                   "(docs/fedmd.md)")
     worker = fed_sub.add_parser("worker", help=worker_help, description=worker_help)
     worker.add_argument("--port", type=int, required=True,
                         help="TCP port, bound on every interface")

@@ -17,7 +17,8 @@ TensorFlow graphs (which read and write files) as this user. tfkit connects to i
 over loopback but cannot restrict the bind, so even the simulation worker of `local_context`
 is reachable from other hosts while it runs unless a firewall drops it. Keep workers off open
 networks: drop the port on every interface but loopback on the worker host
-(`iptables -I INPUT -p tcp --dport PORT ! -i lo -j DROP`, or `ufw deny PORT`), run remote
+(`iptables -I INPUT -p tcp --dport PORT ! -i lo -j DROP` and the same with `ip6tables`, as the
+wildcard bind takes IPv6 too; or `ufw deny PORT`, which covers both), run remote
 workers only on a private network / VPC whose firewall admits the driver alone, or firewall the
 port as above and reach it through an SSH tunnel (`ssh -N -L 8000:localhost:8000 host`).
 """
@@ -302,8 +303,9 @@ def serve_worker(port: int) -> int:
     """
     binary = worker_binary_path()
     print(f"TFF worker listening on port {port} on ALL interfaces, no authentication: firewall "
-          f"the port (e.g. iptables -I INPUT -p tcp --dport {port} ! -i lo -j DROP, then an SSH "
-          "tunnel) or keep the host on a private network. Ctrl-C stops it.", flush=True)
+          f"the port (e.g. ufw deny {port}, or iptables and ip6tables -I INPUT -p tcp --dport "
+          f"{port} ! -i lo -j DROP; then an SSH tunnel) or keep the host on a private network. "
+          "Ctrl-C stops it.", flush=True)
     proc = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL,
                             preexec_fn=_die_with_parent_fn())
 
