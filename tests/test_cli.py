@@ -36,3 +36,19 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "tfkit.cli", "list"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "fedmd" in out.stdout
+
+
+def test_bad_config_value_is_a_one_line_error_before_any_work(capsys, tmp_path):
+    assert main(["run", "rest-react", "--quick", "--set", "generations=0",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "generations must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_key_error_inside_a_run_is_a_bug_not_a_user_error(monkeypatch, tmp_path):
+    def broken(*args, **kwargs):
+        raise KeyError("gen1")
+
+    monkeypatch.setattr(experiments, "run_experiment", broken)
+    with pytest.raises(KeyError, match="gen1"):  # with its traceback, not "error: gen1"
+        main(["run", "promot", "--quick", "--out", str(tmp_path)])

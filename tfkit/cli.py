@@ -97,10 +97,24 @@ def _cmd_list() -> int:
     return 0
 
 
+def _experiment(name: str):
+    """The registered experiment; its unknown-name KeyError as a one-line CLI error (other
+    KeyErrors are bugs and keep their traceback)."""
+    from tfkit import experiments
+    from tfkit.errors import TfkitError
+
+    try:
+        return experiments.get(name)
+    except KeyError as e:
+        if name in experiments.names():
+            raise
+        raise TfkitError(e.args[0]) from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from tfkit import experiments
 
-    exp = experiments.get(args.name)
+    exp = _experiment(args.name)
     overrides = list(args.overrides)
     if args.workers:
         overrides.append(f"workers={args.workers}")
@@ -120,7 +134,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     names = args.only.split(",") if args.only else experiments.names()
     rows, failed, t_start = [], [], time.time()
     for name in names:
-        exp = experiments.get(name)
+        exp = _experiment(name)
         out = args.out / name
         print(f"\n=== demo: {name} -> {out}", flush=True)
         t0 = time.time()
@@ -173,8 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tfkit.bench import run_benchmarks
 
             return run_benchmarks(args.names)
-    except (TfkitError, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    except (TfkitError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # no repr quotes
         print(f"tfkit: error: {msg}", file=sys.stderr)
         return 2
     return 2

@@ -129,3 +129,29 @@ def test_unset_options_are_none_and_non_positive_values_are_refused():
                                                 "grow_num_samples=none"])
     assert (cfg.xs_epochs, cfg.xs_learning_rate) == (None, None)
     assert cfg.agent("L", grow=True).num_samples == cfg.num_samples
+
+
+@pytest.mark.parametrize("override, message", [
+    ("generations=0", "generations must be at least 1"),
+    ("eval_runs=0", "eval_runs must be at least 1"),
+    ("dev_questions=0", "dev_questions must be at least 1"),
+    ("num_samples=0", "num_samples must be at least 1"),
+    ("max_searches=0", "max_searches must be at least 1"),
+    ("max_new_tokens=0", "max_new_tokens must be at least 1"),
+    ("l_spec=2,72,4", "l_spec must be 4 positive ints"),
+    ("xs_spec=2,0,1,8", "xs_spec must be 4 positive ints"),
+    ("temperature=-0.5", "temperature must be a finite number"),
+    ("grow_temperature=nan", "grow_temperature must be a finite number"),
+    ("max_new_tokens=192", "must be below sequence_length"),
+    ("documents=docs.txt", "documents needs questions_csv"),
+])
+def test_values_that_would_fail_late_are_refused_at_once(override, message):
+    with pytest.raises(ConfigError, match=message):
+        get("rest-react").config("quick", overrides=[override])
+
+
+def test_train_hops_must_not_be_empty():
+    from tfkit.experiments.rest_react import Config
+
+    with pytest.raises(ConfigError, match="train_hops"):
+        Config(train_hops=())

@@ -8,6 +8,7 @@ noisy teacher as the prompted model, offline rater and judge).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tfkit.agents.react.agent import AgentConfig
@@ -98,6 +99,28 @@ class Config:
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive (or None for the default), "
                                   f"got {value}")
+        for name in ("train_questions", "dev_questions", "test_questions", "demo_questions",
+                     "num_samples", "xs_num_samples", "max_searches", "max_new_tokens",
+                     "generations", "trajectories_per_question", "batch_size", "eval_runs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("l_spec", "s_spec", "xs_spec"):
+            spec = getattr(self, name)
+            if len(spec) != 4 or min(spec) < 1:
+                raise ConfigError(f"{name} must be 4 positive ints (layers, hidden, heads, "
+                                  f"mlp width), got {spec}")
+        for name in ("temperature", "grow_temperature"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < math.inf:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        if not self.train_hops or min(self.train_hops) < 1:
+            raise ConfigError(f"train_hops must be one or more positive ints, got "
+                              f"{self.train_hops}")
+        if self.max_new_tokens >= self.sequence_length:
+            raise ConfigError(f"max_new_tokens ({self.max_new_tokens}) must be below "
+                              f"sequence_length ({self.sequence_length}): prompts need room")
+        if self.documents and not self.questions_csv:
+            raise ConfigError("documents needs questions_csv (the questions about them)")
 
     def agent(self, model: str = "L", self_checks: bool = True, grow: bool = False
               ) -> AgentConfig:
