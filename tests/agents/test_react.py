@@ -56,6 +56,17 @@ def test_parse_action_accepts_calls_and_rejects_the_rest():
     assert citations("x [ link_id = 3 ] y [link_id=12]") == [3, 12]
 
 
+@pytest.mark.parametrize("depth", [1000, 5000])
+def test_deeply_nested_or_huge_model_outputs_are_parse_errors(depth):
+    # 1000: parses, literal_eval fails, and describing the node recursed; 5000: ast.parse itself
+    for bad in ['Search(thoughts=' + "-" * depth + '1, query="x")',
+                'Search(thoughts="a"' + ' + "a"' * depth + ', query="x")']:
+        with pytest.raises(ParseError):
+            parse_action(bad, "decision")
+    with pytest.raises(ParseError, match="too long"):
+        parse_action('Search(thoughts="' + "a" * 30_000 + '", query="x")', "decision")
+
+
 def test_bm25_ranks_matching_fact_first_and_cache_serves_repeats():
     docs = [Document("a", "the capital of Brev is Ume Vale ."),
             Document("b", "the mayor of Ume Vale is Belo Tram ."),

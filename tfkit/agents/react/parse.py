@@ -18,6 +18,7 @@ STEP_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "relevance": {"Pass": (), "Revise": ("text",)},
     "grounding": {"Pass": (), "Revise": ("text",)},
 }
+MAX_SOURCE_CHARS = 20_000  # a step call is a few hundred characters; longer is not one
 _CITE = re.compile(r"\[\s*link_id\s*=\s*(\d+)\s*\]")
 
 
@@ -38,17 +39,21 @@ def _literal(node: ast.AST):
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
-        raise ParseError(f"argument is not a literal: {ast.dump(node)[:80]}") from e
+        # (the node's type only: ast.dump recurses as deep as the node nests)
+        raise ParseError(f"argument is not a literal ({type(node).__name__})") from e
 
 
 def parse_action(text: str, step: str) -> Action:
     """`Search(thoughts="...", query="...")` -> Action("Search", {...}); raises ParseError."""
     allowed = STEP_ACTIONS[step]
     source = text.strip()
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ParseError(f"output too long for a call ({len(source)} > {MAX_SOURCE_CHARS} "
+                         f"characters): {source[:60]!r}")
     try:
         tree = ast.parse(source, mode="eval")
-    except (SyntaxError, ValueError) as e:
-        raise ParseError(f"not a call: {source[:60]!r}") from e
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:  # the last two:
+        raise ParseError(f"not a call: {source[:60]!r}") from e  # deep nesting ("-" * 5000)
     call = tree.body
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
         raise ParseError(f"not a call: {source[:60]!r}")
