@@ -123,6 +123,20 @@ def test_loss_is_on_output_tokens_only_and_finetuning_learns(tmp_path):
     assert again == {}
 
 
+def test_encode_examples_truncates_outputs_longer_than_the_sequence():
+    tok = WordTokenizer.fit(["p q r a b c d e f g h i j"])
+    examples = [{"prompt": "p q r", "output": "a b c d e f g h"},  # 8 tokens + <eos> > 8
+                {"prompt": "p q r", "output": "a b"},
+                {"prompt": "", "output": "c d"}]
+    x, y, w = encode_examples(examples, tok, 8)
+    out = tok.encode("a b c d e f g h")
+    assert x.shape == (3, 8) and x[0, 0] == tok.encode("r")[0]  # the last prompt token
+    assert y[0].tolist() == out and w[0].sum() == 8  # the output's start, every token weighted
+    assert x[1, :4].tolist() == tok.encode("p q r a")
+    assert w[1].tolist() == [0, 0, 1, 1, 1, 0, 0, 0]  # a b <eos>
+    assert y[2, :2].tolist() == tok.encode("d") + [tok.eos_id] and w[2].sum() == 2
+
+
 def test_smoothed_loss_is_cross_entropy_at_zero_penalises_certainty_and_serializes():
     from tfkit.agents.rest.finetune import SmoothedTokenLoss
 

@@ -78,12 +78,13 @@ def encode_examples(examples: Sequence[dict], tokenizer: WordTokenizer, sequence
     y = np.zeros([n, width], np.int32)
     w = np.zeros([n, width], np.float32)
     for i, (prompt, out) in enumerate(encoded):
-        out = out + [tokenizer.eos_id]
-        prompt = prompt[-(width + 1 - len(out)):]
+        out = (out + [tokenizer.eos_id])[:width]  # an over-long output keeps its start
+        keep = width + 1 - len(out)  # >= 1 prompt token: the one predicting out[0]
+        prompt = prompt[len(prompt) - keep:] if len(prompt) > keep else prompt
         seq = prompt + out
         x[i, :len(seq) - 1] = seq[:-1]
         y[i, :len(seq) - 1] = seq[1:]
-        w[i, len(prompt) - 1:len(seq) - 1] = 1.0
+        w[i, max(len(prompt) - 1, 0):len(seq) - 1] = 1.0  # no prompt: out[0] is unpredicted
     return x, y, w
 
 
