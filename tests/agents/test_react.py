@@ -28,6 +28,7 @@ from tfkit.agents.world import (
     render_documents,
     split_entities,
 )
+from tfkit.errors import TfkitError
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,20 @@ def test_rater_targets_beat_perplexity_targets(world):
     assert agreement(ranked) > agreement(plain) + 0.05  # 0.93 vs 0.86 at these seeds
 
 
+def test_improve_skips_an_unparsed_sample_ranked_first():
+    class Backwards:  # e.g. an LLM ranker that prefers the malformed output
+        def rank(self, step):
+            return [2, 1, 0]
+
+    samples = [{"text": "Pass()", "action": {"name": "Pass", "args": {}}},
+               {"text": "Revise(text='x')", "action": {"name": "Revise", "args": {"text": "x"}}},
+               {"text": "Pass(", "action": None}]
+    trajectory = {"qid": "q", "steps": [{"step": "grounding", "prompt": "p", "chosen": 0,
+                                         "samples": samples}]}
+    [example] = improve([trajectory], Backwards())
+    assert example["output"] == "Revise(text='x')" and trajectory["steps"][0]["target"] == 1
+
+
 def test_budget_exhaustion_forces_an_answer_and_parse_failures_are_recorded():
     search = BM25Search([Document("a", "the capital of Brev is Ume Vale .")])
     always_search = CallableLM(lambda p, t, n, s: (
@@ -203,3 +218,11 @@ def test_csv_loader(tmp_path):
     path.write_text("Question,Answer\nWho founded X?,Ada|Ada L.\n")
     [q] = load_csv_questions(path)
     assert q.answers == ("Ada", "Ada L.")
+
+
+@pytest.mark.parametrize("row", ["Who founded Y?", "Who founded Y?,", "Who founded Y?, | "])
+def test_csv_loader_names_a_row_without_an_answer(tmp_path, row):
+    path = tmp_path / "bamboogle.csv"
+    path.write_text(f"Question,Answer\nWho founded X?,Ada\n{row}\n")
+    with pytest.raises(TfkitError, match="line 3: question 'Who founded Y\\?' has no answer"):
+        load_csv_questions(path)

@@ -25,10 +25,11 @@ def improve(trajectories: Sequence[dict], ranker, targets: str = "ranker") -> li
             if targets == "ranker":
                 ranking = ranker.rank(step)
                 step["ranking"] = ranking
-                best = ranking[0]
+                # the best-ranked sample that parsed (an LLM ranker may put a malformed first)
+                best = next((i for i in ranking if samples[i]["action"] is not None), None)
             else:
                 best = step["chosen"]
-            if samples[best]["action"] is None:
+            if best is None or samples[best]["action"] is None:
                 continue
             step["target"] = best
             examples.append({"prompt": step["prompt"], "output": samples[best]["text"],

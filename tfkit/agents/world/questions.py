@@ -113,6 +113,13 @@ def load_csv_questions(path: str | Path, prefix: str = "csv") -> list[Question]:
         if "question" not in cols or "answer" not in cols:
             raise TfkitError(f"{path} needs 'question' and 'answer' columns, has "
                              f"{reader.fieldnames}")
-        rows = [(r[cols["question"]], r[cols["answer"]]) for r in reader]
-    return [Question(f"{prefix}-{i}", q.strip(), tuple(a.strip() for a in ans.split("|")))
-            for i, (q, ans) in enumerate(rows) if q.strip()]
+        rows = [(reader.line_num, r[cols["question"]], r[cols["answer"]]) for r in reader]
+    questions = []
+    for i, (line, q, ans) in enumerate(rows):
+        if not (q or "").strip():
+            continue
+        aliases = tuple(a.strip() for a in (ans or "").split("|") if a.strip())
+        if not aliases:
+            raise TfkitError(f"{path} line {line}: question {q.strip()[:60]!r} has no answer")
+        questions.append(Question(f"{prefix}-{i}", q.strip(), aliases))
+    return questions
