@@ -138,3 +138,15 @@ def test_serve_worker_exits_zero_when_stopped(tmp_path):
     time.sleep(1.0)  # the worker is started and the handlers installed
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0  # was 254: the worker's -SIGINT status
+
+
+def test_sigterm_while_the_worker_lock_is_held_does_not_deadlock():
+    code = textwrap.dedent("""
+        import os, signal
+        from tfkit.federated import runtime
+        runtime._install_handlers()
+        with runtime._LOCK:  # e.g. start_worker registering a worker when SIGTERM arrives
+            os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
