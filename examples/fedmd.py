@@ -6,9 +6,9 @@ Public data: digits 0-4 (every party holds them); private data: a few examples o
 per party; each party's model is its own architecture. Only class scores on the public
 alignment set are shared.
 
-The local TFF worker listens on every network interface while it runs (TFF cannot bind it to
-loopback only; tfkit logs a warning with its port): on a shared network, firewall it first
-(docs/fedmd.md, Security).
+The local TFF worker listens on 127.0.0.1 only (tfkit preloads a small bind() shim, built once
+with `cc`; without a C compiler it listens on every interface and tfkit warns: see
+docs/fedmd.md, Security).
 """
 
 import numpy as np

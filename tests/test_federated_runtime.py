@@ -13,6 +13,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import tensorflow_federated as tff
     from tfkit.federated import runtime
+    from tfkit.federated.bind import listening_addresses
 
     @tff.federated_computation(tff.FederatedType(np.float32, tff.CLIENTS))
     def mean(x):
@@ -20,6 +21,7 @@ SCRIPT = textwrap.dedent("""
 
     with runtime.local_context():
         print("mean", mean([1.0, 2.0, 6.0]), flush=True)
+        print("local listens", listening_addresses(runtime._LIVE[-1].port), flush=True)
     w = runtime.start_worker()          # left running on purpose: stopped at exit
     print("worker", w.process.pid, flush=True)
     {tail}
@@ -49,6 +51,8 @@ def test_piped_run_closes_pipe_and_stops_worker():
     t0 = time.time()
     out, pid = _run_piped("")
     assert "mean 3.0" in out
+    # worker_binary alone binds every interface ("*"); tfkit's workers listen on loopback only
+    assert "local listens ['127.0.0.1']" in out
     assert time.time() - t0 < 90
     time.sleep(0.5)
     assert not _workers(pid)
@@ -98,7 +102,7 @@ def test_dead_or_silent_worker_fails_fast_is_stopped_and_warned(tmp_path, monkey
     t0 = time.time()
     with caplog.at_level("WARNING", logger="tfkit.federated.runtime"), \
             pytest.raises(RuntimeError, match="exited with code 3"):
-        runtime.start_worker(log_dir=tmp_path)
+        runtime.start_worker(log_dir=tmp_path, bind=None)  # every interface: warned
     assert time.time() - t0 < 10  # not the 60 s ready timeout
     assert "ALL interfaces" in caplog.text and "port" in caplog.text
     assert not runtime._LIVE
@@ -138,6 +142,33 @@ def test_serve_worker_exits_zero_when_stopped(tmp_path):
     time.sleep(1.0)  # the worker is started and the handlers installed
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0  # was 254: the worker's -SIGINT status
+
+
+def test_served_worker_listens_on_its_bind_address_only():
+    port = runtime_free_port()
+    code = textwrap.dedent(f"""
+        import sys
+        from tfkit.federated import runtime
+        sys.exit(runtime.serve_worker({port}, bind="127.0.0.1"))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert f"127.0.0.1:{port} only" in proc.stdout.readline()
+        from tfkit.federated.bind import listening_addresses
+
+        deadline = time.time() + 60
+        while not listening_addresses(port) and time.time() < deadline:
+            time.sleep(0.2)
+        assert listening_addresses(port) == ["127.0.0.1"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def runtime_free_port() -> int:
+    from tfkit.federated.runtime import free_port
+
+    return free_port()
 
 
 def test_sigterm_while_the_worker_lock_is_held_does_not_deadlock():

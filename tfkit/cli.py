@@ -63,15 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     fed = sub.add_parser("fedmd", help="FedMD deployment helpers")
     fed_sub = fed.add_subparsers(dest="fedmd_command", required=True)
-    worker_help = ("serve one TFF worker. It listens on ALL interfaces (TFF's worker_binary "
-                   "cannot bind loopback only) with no authentication, so any host that reaches "
-                   "the port can run TensorFlow graphs on it: firewall the port (ufw deny PORT, "
-                   "or iptables and ip6tables -I INPUT -p tcp --dport PORT ! -i lo -j DROP) and "
-                   "reach it over an SSH tunnel, or keep workers on a private network "
+    worker_help = ("serve one TFF worker. It has no authentication: any host that reaches the "
+                   "port can run TensorFlow graphs on it. Without --bind it listens on ALL "
+                   "interfaces (TFF's worker_binary): pass --bind with a private interface's "
+                   "address, or firewall the port (ufw deny PORT, or iptables and ip6tables -I "
+                   "INPUT -p tcp --dport PORT ! -i lo -j DROP) and reach it over an SSH tunnel "
                    "(docs/fedmd.md)")
     worker = fed_sub.add_parser("worker", help=worker_help, description=worker_help)
-    worker.add_argument("--port", type=int, required=True,
-                        help="TCP port, bound on every interface")
+    worker.add_argument("--port", type=int, required=True, help="TCP port")
+    worker.add_argument("--bind", metavar="ADDR",
+                        help="listen on this IPv4 address of the host only (e.g. 10.0.0.5 on a "
+                             "private network, or 127.0.0.1 behind an SSH tunnel); needs Linux "
+                             "and a C compiler (tfkit.federated.bind). Default: every interface")
 
     export = sub.add_parser("export", help="export a trained model")
     exp_sub = export.add_subparsers(dest="format", required=True)
@@ -176,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fedmd":
             from tfkit.federated.runtime import serve_worker
 
-            return serve_worker(args.port)
+            return serve_worker(args.port, bind=args.bind)
         if args.command == "export":
             from tfkit.export import cli as export_cli
 

@@ -6,16 +6,19 @@ every worker is started by tfkit with stdout/stderr to a log file, is killed wit
 (Linux `PR_SET_PDEATHSIG`), and is stopped at normal exit, on an exception and on SIGTERM.
 
     from tfkit.federated import runtime
-    with runtime.local_context():            # one local worker; tfkit dials 127.0.0.1
+    with runtime.local_context():            # one local worker, listening on 127.0.0.1 only
         result = my_tff_computation(...)
     with runtime.remote_context(["10.0.0.5:8000", "10.0.0.6:8000"]):
         ...                                  # the same computations over gRPC workers
 
 Security: TFF 0.87's `worker_binary` takes only `--port` and binds `[::]:PORT`, i.e. EVERY
 interface, with no authentication or encryption; whoever reaches the port can run arbitrary
-TensorFlow graphs (which read and write files) as this user. tfkit connects to its local worker
-over loopback but cannot restrict the bind, so even the simulation worker of `local_context`
-is reachable from other hosts while it runs unless a firewall drops it. Keep workers off open
+TensorFlow graphs (which read and write files) as this user. tfkit therefore starts its workers
+with `tfkit.federated.bind`'s preloaded shim, which turns that bind into one IPv4 address:
+127.0.0.1 for `local_context`/`start_worker` (checked after start-up in /proc/net), or the
+address given to `tfkit fedmd worker --bind ADDR`. Where the shim cannot be built (no C
+compiler, not Linux) a local worker falls back to every interface with a warning, and
+`tfkit fedmd worker` without `--bind` listens on every interface. Keep such workers off open
 networks: drop the port on every interface but loopback on the worker host
 (`iptables -I INPUT -p tcp --dport PORT ! -i lo -j DROP` and the same with `ip6tables`, as the
 wildcard bind takes IPv6 too; or `ufw deny PORT`, which covers both), run remote
@@ -42,8 +45,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tfkit.federated.bind import BindError, bind_env, listening_addresses
+
 __all__ = ["WorkerProcess", "worker_binary_path", "start_worker", "stop_all_workers",
-           "local_context", "remote_context", "serve_worker", "free_port"]
+           "local_context", "remote_context", "serve_worker", "free_port", "LOOPBACK"]
+
+LOOPBACK = "127.0.0.1"  # where local workers listen (IPv4: the shim binds one IPv4 address)
 
 _LOG = logging.getLogger(__name__)
 _LIVE: list[WorkerProcess] = []
@@ -93,10 +100,10 @@ def _die_with_parent_fn() -> Any:
     return die_with_parent
 
 
-def _warn_exposed(port: int) -> None:
-    _LOG.warning("TFF worker_binary listens on port %d on ALL interfaces with no authentication: "
-                 "other hosts can reach it and run TensorFlow graphs unless a firewall blocks "
-                 "the port (see docs/fedmd.md, Security)", port)
+def _warn_exposed(port: int, why: str) -> None:
+    _LOG.warning("TFF worker_binary listens on port %d on ALL interfaces with no authentication "
+                 "(%s): other hosts can reach it and run TensorFlow graphs unless a firewall "
+                 "blocks the port (see docs/fedmd.md, Security)", port, why)
 
 
 def _install_handlers() -> None:
@@ -118,21 +125,30 @@ def _install_handlers() -> None:
 
 
 class WorkerProcess:
-    """One `worker_binary --port=P` process owned by this Python process."""
+    """One `worker_binary --port=P` process owned by this Python process.
 
-    def __init__(self, port: int, log_path: Path):
+    Args:
+        port: its TCP port.
+        log_path: where its stdout and stderr go.
+        bind: the one IPv4 address it listens on (`tfkit.federated.bind`), or None for every
+            interface.
+    """
+
+    def __init__(self, port: int, log_path: Path, bind: str | None = None):
         self.port = port
         self.log_path = log_path
+        self.bind = bind
+        env = bind_env(bind) if bind else None
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [str(worker_binary_path()), f"--port={port}"],
+            [str(worker_binary_path()), f"--port={port}"], env=env,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent_fn())
 
     @property
     def address(self) -> str:
-        """Where tfkit dials it (loopback); the worker itself listens on every interface."""
-        return f"127.0.0.1:{self.port}"
+        """Where tfkit dials it: its bind address, or loopback when it listens everywhere."""
+        return f"{self.bind or LOOPBACK}:{self.port}"
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -149,25 +165,51 @@ class WorkerProcess:
 
 
 def start_worker(port: int | None = None, log_dir: str | os.PathLike | None = None,
-                 timeout: float = 60.0) -> WorkerProcess:
+                 timeout: float = 60.0, bind: str | None = LOOPBACK, require_bind: bool = False
+                 ) -> WorkerProcess:
     """Starts a local worker (stopped at exit) and waits until its gRPC port answers.
 
-    The worker binds every interface (see the module docstring); a warning says so. A worker
-    that exits or does not answer within `timeout` seconds is stopped and a RuntimeError raised.
+    Args:
+        port: its TCP port (default: a free one).
+        log_dir: where its log goes (default: the temp directory).
+        timeout: seconds to wait for it; a worker that exits or does not answer in time is
+            stopped and a RuntimeError raised.
+        bind: the IPv4 address it listens on (default: loopback only), or None for every
+            interface (warned). Checked after start-up where /proc/net can be read.
+        require_bind: raise `BindError` when `bind` cannot be applied (no C compiler, not
+            Linux) instead of falling back to every interface with a warning.
     """
     _install_handlers()
-    port = port or free_port()
+    port = port or free_port(bind or LOOPBACK)
     log_dir = Path(log_dir or tempfile.gettempdir())
-    worker = WorkerProcess(port, log_dir / f"tfkit_worker_{port}.log")
+    if bind is not None:
+        try:
+            bind_env(bind)  # builds the shim once, or says why it cannot
+        except BindError as e:
+            if require_bind:
+                raise
+            _warn_exposed(port, f"could not restrict it to {bind}: {e}")
+            bind = None
+    else:
+        _warn_exposed(port, "bind=None")
+    worker = WorkerProcess(port, log_dir / f"tfkit_worker_{port}.log", bind=bind)
     with _LOCK:
         _LIVE.append(worker)
-    _warn_exposed(port)
     try:
         _wait_ready(worker.address, worker, timeout)
+        _check_bind(worker)
     except BaseException:
         _forget(worker)
         raise
     return worker
+
+
+def _check_bind(worker: WorkerProcess) -> None:
+    """Raises when the worker listens anywhere but its bind address (read from /proc/net)."""
+    listening = listening_addresses(worker.port)
+    if worker.bind and listening and listening != [worker.bind]:
+        raise BindError(f"TFF worker on port {worker.port} listens on {listening}, not only on "
+                        f"{worker.bind}; stopped it (log: {worker.log_path})")
 
 
 def _forget(worker: WorkerProcess) -> None:
@@ -254,16 +296,16 @@ def _installed(context: Any) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def local_context(default_num_clients: int = 1, log_dir: str | os.PathLike | None = None
-                  ) -> Iterator[Any]:
+def local_context(default_num_clients: int = 1, log_dir: str | os.PathLike | None = None,
+                  bind: str | None = LOOPBACK) -> Iterator[Any]:
     """Runs TFF computations in a local C++ worker that is stopped when the block ends.
 
-    tfkit dials the worker on 127.0.0.1, but `worker_binary` listens on every interface while
-    the block runs (a warning names the port): firewall it on shared networks (docs/fedmd.md).
+    The worker listens on `bind` only (default 127.0.0.1; see `start_worker` for when it
+    cannot be restricted, which is warned).
     """
     import tensorflow_federated as tff
 
-    worker = start_worker(log_dir=log_dir)  # stops the worker itself if it never gets ready
+    worker = start_worker(log_dir=log_dir, bind=bind)  # stops it itself if it never gets ready
     try:
         context = tff.framework.SyncExecutionContext(
             executor_fn=_executor_factory(worker.address, default_num_clients),
@@ -296,18 +338,38 @@ def remote_context(addresses: Sequence[str], default_num_clients: int = 1,
         yield context
 
 
-def serve_worker(port: int) -> int:
+def serve_worker(port: int, bind: str | None = None) -> int:
     """Runs one worker in the foreground until SIGINT/SIGTERM (`tfkit fedmd worker`).
+
+    Args:
+        port: its TCP port.
+        bind: the one IPv4 address of this host to listen on (e.g. a private interface's);
+            None listens on every interface. A `BindError` says why it cannot be applied.
 
     Returns 0 when stopped by SIGINT/SIGTERM, else the worker's own exit code.
     """
     binary = worker_binary_path()
-    print(f"TFF worker listening on port {port} on ALL interfaces, no authentication: firewall "
-          f"the port (e.g. ufw deny {port}, or iptables and ip6tables -I INPUT -p tcp --dport "
-          f"{port} ! -i lo -j DROP; then an SSH tunnel) or keep the host on a private network. "
-          "Ctrl-C stops it.", flush=True)
-    proc = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL,
+    env = bind_env(bind) if bind else None
+    if bind:
+        print(f"TFF worker listening on {bind}:{port} only, no authentication: keep that "
+              "network private. Ctrl-C stops it.", flush=True)
+    else:
+        print(f"TFF worker listening on port {port} on ALL interfaces, no authentication: "
+              f"pass --bind ADDR (a private interface's address), firewall the port (e.g. ufw "
+              f"deny {port}, or iptables and ip6tables -I INPUT -p tcp --dport {port} ! -i lo "
+              "-j DROP; then an SSH tunnel) or keep the host on a private network. "
+              "Ctrl-C stops it.", flush=True)
+    proc = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL, env=env,
                             preexec_fn=_die_with_parent_fn())
+    if bind:  # check what it really bound, as start_worker does
+        deadline = time.time() + 30.0
+        while proc.poll() is None and not listening_addresses(port) and time.time() < deadline:
+            time.sleep(0.1)
+        listening = listening_addresses(port)
+        if listening and listening != [bind]:
+            proc.kill()
+            proc.wait()
+            raise BindError(f"the worker listened on {listening}, not only on {bind}; stopped it")
 
     stopping: list[float] = []
 
