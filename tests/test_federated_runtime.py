@@ -1,6 +1,7 @@
 """The TFF worker is owned by tfkit: a piped run ends and leaves no worker_binary behind."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+CAN_BIND = sys.platform.startswith("linux") and bool(shutil.which("cc") or shutil.which("gcc"))
+
+
 def _workers(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -52,7 +56,8 @@ def test_piped_run_closes_pipe_and_stops_worker():
     out, pid = _run_piped("")
     assert "mean 3.0" in out
     # worker_binary alone binds every interface ("*"); tfkit's workers listen on loopback only
-    assert "local listens ['127.0.0.1']" in out
+    # (where the bind shim can be built: Linux and a C compiler; else every interface, warned)
+    assert "local listens ['127.0.0.1']" in out or not CAN_BIND
     assert time.time() - t0 < 90
     time.sleep(0.5)
     assert not _workers(pid)
@@ -97,6 +102,7 @@ def _fake_binary(tmp_path, body: str):
 def test_dead_or_silent_worker_fails_fast_is_stopped_and_warned(tmp_path, monkeypatch, caplog):
     from tfkit.federated import runtime
 
+    before = list(runtime._LIVE)  # workers other tests in this process left for exit
     monkeypatch.setattr(runtime, "worker_binary_path",
                         lambda: _fake_binary(tmp_path, "exit 3"))
     t0 = time.time()
@@ -105,13 +111,13 @@ def test_dead_or_silent_worker_fails_fast_is_stopped_and_warned(tmp_path, monkey
         runtime.start_worker(log_dir=tmp_path, bind=None)  # every interface: warned
     assert time.time() - t0 < 10  # not the 60 s ready timeout
     assert "ALL interfaces" in caplog.text and "port" in caplog.text
-    assert not runtime._LIVE
+    assert runtime._LIVE == before  # the failed worker is not kept for exit
 
     monkeypatch.setattr(runtime, "worker_binary_path",
                         lambda: _fake_binary(tmp_path, "exec sleep 60"))  # never answers gRPC
     with pytest.raises(RuntimeError, match="no TFF worker answered"):
         runtime.start_worker(log_dir=tmp_path, timeout=1.0)
-    assert not runtime._LIVE  # stopped, not left running until exit
+    assert runtime._LIVE == before  # stopped, not left running until exit
     assert not any(b"sleep" in _cmdline(p) for p in _children())
 
 
@@ -144,6 +150,7 @@ def test_serve_worker_exits_zero_when_stopped(tmp_path):
     assert proc.wait(timeout=30) == 0  # was 254: the worker's -SIGINT status
 
 
+@pytest.mark.skipif(not CAN_BIND, reason="the bind shim needs Linux and a C compiler")
 def test_served_worker_listens_on_its_bind_address_only():
     port = runtime_free_port()
     code = textwrap.dedent(f"""
