@@ -359,26 +359,31 @@ def serve_worker(port: int, bind: str | None = None) -> int:
               f"deny {port}, or iptables and ip6tables -I INPUT -p tcp --dport {port} ! -i lo "
               "-j DROP; then an SSH tunnel) or keep the host on a private network. "
               "Ctrl-C stops it.", flush=True)
+    stopping: list[float] = []
+    procs: list[subprocess.Popen] = []
+
+    def forward(signum: int, frame: Any) -> None:  # installed before the worker starts, so a
+        stopping.append(time.time())  # stop request at any moment reaches it
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     proc = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL, env=env,
                             preexec_fn=_die_with_parent_fn())
+    procs.append(proc)
+    if stopping:  # the request came while it was starting
+        proc.send_signal(signal.SIGINT)
     if bind:  # check what it really bound, as start_worker does
         deadline = time.time() + 30.0
-        while proc.poll() is None and not listening_addresses(port) and time.time() < deadline:
+        while (proc.poll() is None and not stopping and not listening_addresses(port)
+               and time.time() < deadline):
             time.sleep(0.1)
         listening = listening_addresses(port)
         if listening and listening != [bind]:
             proc.kill()
             proc.wait()
             raise BindError(f"the worker listened on {listening}, not only on {bind}; stopped it")
-
-    stopping: list[float] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        proc.send_signal(signal.SIGINT)
-        stopping.append(time.time())
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     while proc.poll() is None:
         if stopping and time.time() - stopping[0] > 5.0:  # the worker ignored SIGINT
             proc.kill()
