@@ -197,19 +197,20 @@ def start_worker(port: int | None = None, log_dir: str | os.PathLike | None = No
         _LIVE.append(worker)
     try:
         _wait_ready(worker.address, worker, timeout)
-        _check_bind(worker)
+        _check_bind(worker.port, worker.bind, f" (log: {worker.log_path})")
     except BaseException:
         _forget(worker)
         raise
     return worker
 
 
-def _check_bind(worker: WorkerProcess) -> None:
-    """Raises when the worker listens anywhere but its bind address (read from /proc/net)."""
-    listening = listening_addresses(worker.port)
-    if worker.bind and listening and listening != [worker.bind]:
-        raise BindError(f"TFF worker on port {worker.port} listens on {listening}, not only on "
-                        f"{worker.bind}; stopped it (log: {worker.log_path})")
+def _check_bind(port: int, bind: str | None, where: str = "") -> None:
+    """Raises when the worker on `port` listens anywhere but `bind` (read from /proc/net; no
+    check where /proc cannot be read). The caller stops the worker."""
+    listening = listening_addresses(port)
+    if bind and listening and listening != [bind]:
+        raise BindError(f"TFF worker on port {port} listens on {listening}, not only on {bind}; "
+                        f"stopped it{where}")
 
 
 def _forget(worker: WorkerProcess) -> None:
@@ -379,11 +380,12 @@ def serve_worker(port: int, bind: str | None = None) -> int:
         while (proc.poll() is None and not stopping and not listening_addresses(port)
                and time.time() < deadline):
             time.sleep(0.1)
-        listening = listening_addresses(port)
-        if listening and listening != [bind]:
+        try:
+            _check_bind(port, bind)
+        except BindError:
             proc.kill()
             proc.wait()
-            raise BindError(f"the worker listened on {listening}, not only on {bind}; stopped it")
+            raise
     while proc.poll() is None:
         if stopping and time.time() - stopping[0] > 5.0:  # the worker ignored SIGINT
             proc.kill()
