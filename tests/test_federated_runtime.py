@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -188,3 +189,60 @@ def test_sigterm_while_the_worker_lock_is_held_does_not_deadlock():
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+
+
+def test_serve_worker_is_still_importable_from_runtime():
+    from tfkit.federated import runtime, serve
+    from tfkit.federated.runtime import serve_worker
+
+    assert serve_worker is serve.serve_worker is runtime.serve_worker
+    with pytest.raises(AttributeError, match="no_such_name"):
+        runtime.no_such_name  # noqa: B018
+
+
+@pytest.mark.skipif(not CAN_BIND, reason="the bind shim needs Linux and a C compiler")
+def test_start_worker_builds_the_bind_env_once(tmp_path, monkeypatch):
+    from tfkit.federated import runtime
+
+    calls = []
+
+    def counting_bind_env(address, env=None):
+        calls.append(address)
+        return runtime_bind_env(address, env)
+
+    from tfkit.federated.bind import bind_env as runtime_bind_env
+
+    monkeypatch.setattr(runtime, "bind_env", counting_bind_env)
+    monkeypatch.setattr(runtime, "worker_binary_path", lambda: _fake_binary(tmp_path, "exit 3"))
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        runtime.start_worker(log_dir=tmp_path)
+    assert calls == ["127.0.0.1"]
+
+
+@pytest.mark.skipif(not CAN_BIND, reason="the bind shim needs Linux and a C compiler")
+def test_served_worker_that_cannot_bind_is_an_error_not_exit_zero():
+    code = textwrap.dedent(f"""
+        import sys
+        from tfkit.cli import main
+        sys.exit(main(["fedmd", "worker", "--port", "{runtime_free_port()}",
+                       "--bind", "192.0.2.1"]))  # TEST-NET: not an address of this host
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # was 0: the worker's own exit code
+    assert "exited by itself" in proc.stderr and "address of this host" in proc.stderr
+
+
+def test_served_worker_on_a_port_in_use_is_an_error_not_exit_zero():
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        code = textwrap.dedent(f"""
+            import sys
+            from tfkit.cli import main
+            sys.exit(main(["fedmd", "worker", "--port", "{taken.getsockname()[1]}"]))
+        """)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # was 0
+    assert "exited by itself" in proc.stderr and "port free" in proc.stderr

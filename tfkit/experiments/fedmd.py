@@ -91,6 +91,20 @@ class Config:
         if self.max_parallel_parties < 1:
             raise ConfigError(f"max_parallel_parties must be >= 1, got "
                               f"{self.max_parallel_parties}")
+        if self.rounds < 1 or self.alignment_size < 1:
+            raise ConfigError(f"rounds and alignment_size must be >= 1, got {self.rounds} and "
+                              f"{self.alignment_size}")
+        if self.workers:
+            for address in self.worker_addresses or [""]:
+                host, _, port = address.rpartition(":")
+                if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ConfigError(f"workers must be comma-separated TFF worker addresses "
+                                      f"host:port, got {self.workers!r}")
+
+    @property
+    def worker_addresses(self) -> list[str]:
+        """`workers` as a list of `host:port` (empty: simulate with a local worker)."""
+        return [a.strip() for a in (self.workers or "").split(",") if a.strip()]
 
 
 def _scenario(config: Config):
@@ -179,8 +193,7 @@ def _fedmd(config: Config, data, run_dir: RunDir) -> list[dict]:
         max_parallel_parties=config.max_parallel_parties, log=run_dir.log)
     releases = [tff.program.CSVFileReleaseManager(str(run_dir.file("metrics.csv")))]
     if config.workers:
-        addresses = [a.strip() for a in config.workers.split(",") if a.strip()]
-        context = runtime.remote_context(addresses)
+        context = runtime.remote_context(config.worker_addresses)
     else:
         context = runtime.local_context(log_dir=run_dir.checkpoints)
     with context:
@@ -235,6 +248,11 @@ def run(config: Config, run_dir: RunDir) -> dict:
     from tfkit.backend import set_seed
 
     _check_rounds(config, run_dir)
+    if config.workers and _finished_rounds(run_dir) < config.rounds:
+        from tfkit.federated import runtime
+
+        # before transfer learning (minutes to hours), not after it
+        runtime.wait_for_workers(config.worker_addresses)
     set_seed(config.seed)
     data = _scenario(config)
     run_dir.log(f"public {data.public_x.shape}, {len(data.party_ids)} parties, "

@@ -23,7 +23,7 @@ networks: drop the port on every interface but loopback on the worker host
 (`iptables -I INPUT -p tcp --dport PORT ! -i lo -j DROP` and the same with `ip6tables`, as the
 wildcard bind takes IPv6 too; or `ufw deny PORT`, which covers both), run remote
 workers only on a private network / VPC whose firewall admits the driver alone, or firewall the
-port as above and reach it through an SSH tunnel (`ssh -N -L 8000:localhost:8000 host`).
+port as above and reach it through an SSH tunnel (`ssh -N -L 8000:127.0.0.1:8000 host`).
 """
 
 from __future__ import annotations
@@ -45,10 +45,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tfkit.errors import TfkitError
 from tfkit.federated.bind import BindError, bind_env, listening_addresses
 
-__all__ = ["WorkerProcess", "worker_binary_path", "start_worker", "stop_all_workers",
-           "local_context", "remote_context", "serve_worker", "free_port", "LOOPBACK"]
+__all__ = ["WorkerProcess", "WorkerNotReadyError", "worker_binary_path", "start_worker",  # noqa: F822
+           "stop_all_workers", "wait_for_workers", "local_context", "remote_context",
+           "serve_worker", "free_port", "LOOPBACK"]
+# serve_worker: defined in tfkit.federated.serve, provided by this module's __getattr__
 
 LOOPBACK = "127.0.0.1"  # where local workers listen (IPv4: the shim binds one IPv4 address)
 
@@ -59,6 +62,10 @@ _HANDLERS_INSTALLED = False
 _GRPC_OPTIONS = [("grpc.max_message_length", 2_000_000_000),
                  ("grpc.max_receive_message_length", 2_000_000_000),
                  ("grpc.max_send_message_length", 2_000_000_000)]
+
+
+class WorkerNotReadyError(TfkitError, RuntimeError):
+    """A TFF worker exited by itself (e.g. while starting), or did not answer gRPC in time."""
 
 
 def worker_binary_path() -> Path:
@@ -132,13 +139,18 @@ class WorkerProcess:
         log_path: where its stdout and stderr go.
         bind: the one IPv4 address it listens on (`tfkit.federated.bind`), or None for every
             interface.
+        env: its environment, already holding what applies `bind` (`bind_env(bind)`, as
+            `start_worker` passes it); None computes it from `bind`.
     """
 
-    def __init__(self, port: int, log_path: Path, bind: str | None = None):
+    def __init__(self, port: int, log_path: Path, bind: str | None = None,
+                 env: dict[str, str] | None = None):
         self.port = port
         self.log_path = log_path
         self.bind = bind
-        env = bind_env(bind) if bind else None
+        self.env = env
+        if env is None and bind:
+            env = bind_env(bind)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(worker_binary_path()), f"--port={port}"], env=env,
@@ -182,9 +194,10 @@ def start_worker(port: int | None = None, log_dir: str | os.PathLike | None = No
     _install_handlers()
     port = port or free_port(bind or LOOPBACK)
     log_dir = Path(log_dir or tempfile.gettempdir())
+    env = None
     if bind is not None:
         try:
-            bind_env(bind)  # builds the shim once, or says why it cannot
+            env = bind_env(bind)  # builds the shim once, or says why it cannot
         except BindError as e:
             if require_bind:
                 raise
@@ -192,7 +205,7 @@ def start_worker(port: int | None = None, log_dir: str | os.PathLike | None = No
             bind = None
     else:
         _warn_exposed(port, "bind=None")
-    worker = WorkerProcess(port, log_dir / f"tfkit_worker_{port}.log", bind=bind)
+    worker = WorkerProcess(port, log_dir / f"tfkit_worker_{port}.log", bind=bind, env=env)
     with _LOCK:
         _LIVE.append(worker)
     try:
@@ -237,11 +250,14 @@ def _wait_ready(address: str, worker: WorkerProcess | None = None, timeout: floa
             except grpc.FutureTimeoutError:
                 pass
             if worker is not None and not worker.alive():
-                raise RuntimeError(f"TFF worker on {address} exited with code "
-                                   f"{worker.process.returncode}; log: {worker.log_path}")
+                raise WorkerNotReadyError(f"TFF worker on {address} exited with code "
+                                          f"{worker.process.returncode}; log: {worker.log_path}")
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"no TFF worker answered on {address} within "
-                                   f"{timeout:.0f}s")
+                hint = "" if worker is not None else (
+                    ": is `tfkit fedmd worker --port PORT` running there, and do the address, "
+                    "port and any firewall or SSH tunnel let this host reach it?")
+                raise WorkerNotReadyError(f"no TFF worker answered on {address} within "
+                                          f"{timeout:.0f}s{hint}")
     finally:
         future.cancel()
         channel.close()
@@ -317,6 +333,25 @@ def local_context(default_num_clients: int = 1, log_dir: str | os.PathLike | Non
         _forget(worker)
 
 
+def wait_for_workers(addresses: Sequence[str], timeout: float = 60.0) -> None:
+    """Waits until every worker `host:port` answers gRPC.
+
+    Args:
+        addresses: the workers, e.g. `["10.0.0.5:8000"]`.
+        timeout: seconds to wait for each; then `WorkerNotReadyError`.
+
+    A malformed address raises ValueError.
+    """
+    if not addresses:
+        raise ValueError("remote_context needs at least one worker address host:port")
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"worker address {address!r} must look like host:port")
+    for address in addresses:
+        _wait_ready(address, timeout=timeout)
+
+
 @contextlib.contextmanager
 def remote_context(addresses: Sequence[str], default_num_clients: int = 1,
                    timeout: float = 60.0) -> Iterator[Any]:
@@ -325,12 +360,7 @@ def remote_context(addresses: Sequence[str], default_num_clients: int = 1,
     merged (TFF's mergeable-computation context)."""
     import tensorflow_federated as tff
 
-    if not addresses:
-        raise ValueError("remote_context needs at least one worker address host:port")
-    for address in addresses:
-        if ":" not in address:
-            raise ValueError(f"worker address {address!r} must look like host:port")
-        _wait_ready(address, timeout=timeout)
+    wait_for_workers(addresses, timeout)
     asyncs = [tff.framework.AsyncExecutionContext(
         executor_fn=_executor_factory(a, default_num_clients), **_context_kwargs())
         for a in addresses]
@@ -339,55 +369,10 @@ def remote_context(addresses: Sequence[str], default_num_clients: int = 1,
         yield context
 
 
-def serve_worker(port: int, bind: str | None = None) -> int:
-    """Runs one worker in the foreground until SIGINT/SIGTERM (`tfkit fedmd worker`).
+def __getattr__(name: str) -> Any:
+    """`serve_worker` lives in `tfkit.federated.serve` (imported on first use: no cycle)."""
+    if name == "serve_worker":
+        from tfkit.federated.serve import serve_worker
 
-    Args:
-        port: its TCP port.
-        bind: the one IPv4 address of this host to listen on (e.g. a private interface's);
-            None listens on every interface. A `BindError` says why it cannot be applied.
-
-    Returns 0 when stopped by SIGINT/SIGTERM, else the worker's own exit code.
-    """
-    binary = worker_binary_path()
-    env = bind_env(bind) if bind else None
-    if bind:
-        print(f"TFF worker listening on {bind}:{port} only, no authentication: keep that "
-              "network private. Ctrl-C stops it.", flush=True)
-    else:
-        print(f"TFF worker listening on port {port} on ALL interfaces, no authentication: "
-              f"pass --bind ADDR (a private interface's address), firewall the port (e.g. ufw "
-              f"deny {port}, or iptables and ip6tables -I INPUT -p tcp --dport {port} ! -i lo "
-              "-j DROP; then an SSH tunnel) or keep the host on a private network. "
-              "Ctrl-C stops it.", flush=True)
-    stopping: list[float] = []
-    procs: list[subprocess.Popen] = []
-
-    def forward(signum: int, frame: Any) -> None:  # installed before the worker starts, so a
-        stopping.append(time.time())  # stop request at any moment reaches it
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    proc = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL, env=env,
-                            preexec_fn=_die_with_parent_fn())
-    procs.append(proc)
-    if stopping:  # the request came while it was starting
-        proc.send_signal(signal.SIGINT)
-    if bind:  # check what it really bound, as start_worker does
-        deadline = time.time() + 30.0
-        while (proc.poll() is None and not stopping and not listening_addresses(port)
-               and time.time() < deadline):
-            time.sleep(0.1)
-        try:
-            _check_bind(port, bind)
-        except BindError:
-            proc.kill()
-            proc.wait()
-            raise
-    while proc.poll() is None:
-        if stopping and time.time() - stopping[0] > 5.0:  # the worker ignored SIGINT
-            proc.kill()
-        time.sleep(0.2)
-    return 0 if stopping else int(proc.returncode or 0)
+        return serve_worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,9 +61,13 @@ def make_client_data(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> Any:
 
 
 def client_arrays(client_data: Any, client_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """One client's examples as numpy arrays (x, y)."""
+    """One client's examples as numpy arrays (x, y); empty arrays for a client with none."""
     ds = client_data.create_tf_dataset_for_client(client_id)
     batches = list(ds.batch(100_000).as_numpy_iterator())
+    if not batches:  # an empty client: arrays of its element shapes with no rows
+        spec = ds.element_spec
+        return tuple(np.zeros((0, *spec[k].shape), spec[k].dtype.as_numpy_dtype)
+                     for k in ("x", "y"))
     return np.concatenate([b["x"] for b in batches]), np.concatenate([b["y"] for b in batches])
 
 

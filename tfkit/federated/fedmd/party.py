@@ -23,6 +23,15 @@ def to_float_images(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
+def _ends_in_softmax(model: keras.Model) -> bool:
+    """Whether the model's last layer is a softmax (FedMD needs logits)."""
+    layers = getattr(model, "layers", None)
+    last = layers[-1] if layers else None
+    activation = getattr(last, "activation", None)
+    return isinstance(last, keras.layers.Softmax) or \
+        getattr(activation, "__name__", None) == "softmax"
+
+
 class Party:
     """A FedMD participant.
 
@@ -76,10 +85,19 @@ class Party:
             if digest_micro_batch_size < 1:
                 raise ValueError(f"digest_micro_batch_size must be >= 1, got "
                                  f"{digest_micro_batch_size}")
+        if not model.built:
+            raise ValueError(f"party {name}: its model is not built; start it with "
+                             "keras.Input(shape) or call model.build((None, *image_shape))")
+        if _ends_in_softmax(model):
+            raise ValueError(f"party {name}: its model ends in a softmax; FedMD exchanges and "
+                             "fits class scores (logits): drop the final softmax activation")
         self.name = name
         self.model = model
         self.x_private = to_float_images(np.asarray(x_private))
-        self.y_private = np.asarray(y_private, np.int64)
+        self.y_private = self.check_data(self.x_private, y_private, "x_private/y_private")
+        if not len(self.x_private):
+            raise ValueError(f"party {name} has no private examples (an empty client in its "
+                             "ClientData?); every party needs private data to train on")
         self.learning_rate = learning_rate
         self.private_batch_size = private_batch_size
         self.digest_batch_size = digest_batch_size
@@ -168,6 +186,40 @@ class Party:
         self._class_step, self._digest_step, self._logits_step = class_step, digest_step, \
             logits_step
 
+    # -- input checks ----------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """How many class scores the model outputs (labels must be 0..num_classes-1)."""
+        return int(self.model.output_shape[-1])
+
+    def check_images(self, x: np.ndarray, what: str = "images") -> None:
+        """Raises ValueError unless `x` is a batch of images of the model's input shape."""
+        want = self.model.input_shape
+        if not isinstance(want, tuple):  # several inputs: left to Keras
+            return
+        got = np.shape(x)
+        if len(got) != len(want) or any(w is not None and w != g
+                                        for w, g in zip(want[1:], got[1:], strict=True)):
+            raise ValueError(f"party {self.name}: {what} have shape {got}, but its model takes "
+                             f"images of shape (N, {', '.join(map(str, want[1:]))})")
+
+    def check_data(self, x: np.ndarray, y: np.ndarray, what: str = "data") -> np.ndarray:
+        """Checks images `x` and integer labels `y` (one per image, each a class the model
+        scores); returns `y` as int64."""
+        self.check_images(x, what)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"party {self.name}: {what} need one integer label per image, got "
+                             f"{len(x)} images and labels of shape {y.shape}")
+        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(
+                f"party {self.name}: {what} have labels {int(y.min())}..{int(y.max())}, but its "
+                f"model outputs {self.num_classes} class scores (labels 0.."
+                f"{self.num_classes - 1}): give every model one output per class of the public "
+                "and the private data")
+        return y.astype(np.int64)
+
     # -- building blocks ---------------------------------------------------------------------
 
     def _batches(self, n: int, batch_size: int, shuffle: bool = True) -> list[np.ndarray]:
@@ -176,7 +228,10 @@ class Party:
 
     def fit_labels(self, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int) -> float:
         """Trains on (x, y) with cross-entropy; returns the last batch loss."""
-        x, y = to_float_images(x), np.asarray(y, np.int64)
+        x = to_float_images(np.asarray(x))
+        y = self.check_data(x, y)
+        if not len(x):
+            raise ValueError(f"party {self.name}: no examples to train on")
         loss = 0.0
         for _ in range(epochs):
             for idx in self._batches(len(x), min(batch_size, len(x))):
@@ -185,12 +240,16 @@ class Party:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Class scores on `x` (inference mode), float32 [N, num_classes]."""
-        x = to_float_images(x)
+        x = to_float_images(np.asarray(x))
+        self.check_images(x)
+        if not len(x):
+            return np.zeros((0, self.num_classes), np.float32)
         return np.concatenate([self._logits_step(x[i:i + self.predict_batch_size]).numpy()
                                for i in range(0, len(x), self.predict_batch_size)])
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean(self.logits(x).argmax(-1) == np.asarray(y)))
+        y = self.check_data(np.asarray(x), y, "test data")
+        return float(np.mean(self.logits(x).argmax(-1) == y))
 
     # -- FedMD stages --------------------------------------------------------------------------
 
@@ -200,7 +259,11 @@ class Party:
 
     def digest(self, x: np.ndarray, consensus: np.ndarray, epochs: int = 1) -> float:
         """Fits the consensus logits on the alignment set with MAE; returns the last batch MAE."""
-        x, consensus = to_float_images(x), np.asarray(consensus, np.float32)
+        x, consensus = to_float_images(np.asarray(x)), np.asarray(consensus, np.float32)
+        self.check_images(x, "alignment images")
+        if consensus.shape != (len(x), self.num_classes):
+            raise ValueError(f"party {self.name}: the consensus has shape {consensus.shape}, "
+                             f"not (images, classes) = {(len(x), self.num_classes)}")
         mae = 0.0
         for _ in range(epochs):
             for idx in self._batches(len(x), self.digest_batch_size):

@@ -168,7 +168,7 @@ def build_fedmd_process(
         np.asarray(party_weights, np.float32)
     if max_parallel_parties < 1:
         raise ValueError(f"max_parallel_parties must be >= 1, got {max_parallel_parties}")
-    if weights.shape != (len(parties),) or (weights <= 0).any():
+    if weights.shape != (len(parties),) or not np.all(np.isfinite(weights) & (weights > 0)):
         raise ValueError(f"party_weights must be {len(parties)} positive numbers, got {weights}")
     public_x = to_float_images(np.asarray(public_x))
     num_classes = int(parties[0].model.output_shape[-1])
@@ -176,6 +176,13 @@ def build_fedmd_process(
         if int(p.model.output_shape[-1]) != num_classes:
             raise ValueError(f"party {p.name} outputs {p.model.output_shape[-1]} logits, "
                              f"others {num_classes}: all parties must score the same classes")
+    for p in parties:  # a wrong shape here would only show as every party failing a round
+        p.check_images(public_x, "public_x")
+        if test_data is not None:
+            p.check_data(np.asarray(test_data[0]), test_data[1], "test_data")
+    if not len(public_x) or alignment_size < 1:
+        raise ValueError(f"FedMD needs public images and alignment_size >= 1, got "
+                         f"{len(public_x)} public images and alignment_size={alignment_size}")
     size = min(alignment_size, len(public_x))
     consensus_fn = stages.build_consensus_computation(size, num_classes)
     fedavg_bytes = sum(4 * p.num_parameters() for p in parties)

@@ -67,7 +67,12 @@ def run_program(process: Any, rounds: int, state_dir: str | Path,
     state = process.initialize()
     history: list[dict] = []
     structure = _program_state(state, parties, history)
-    saved, version = asyncio.run(manager.load_latest(structure))
+    try:
+        saved, version = asyncio.run(manager.load_latest(structure))
+    except ValueError as e:  # another number of parties, or of weights per model
+        raise _other_federation(state_dir, len(parties)) from e
+    if saved is not None and _shapes(saved["parties"]) != _shapes(structure["parties"]):
+        raise _other_federation(state_dir, len(parties))  # checked before any party is changed
     if saved is not None:
         if int(saved["round"]) > rounds:  # its models are further along than asked for
             raise ConfigError(
@@ -90,6 +95,22 @@ def run_program(process: Any, rounds: int, state_dir: str | Path,
         log(f"round {round_num}: mean accuracy {acc.mean():.4f} (min {acc.min():.4f}), "
             f"{record['seconds']:.1f}s, {sum(record['participated'])}/{len(parties)} parties")
     return history[:rounds]
+
+
+def _shapes(value: Any) -> Any:
+    """The nested structure of `value` with every leaf replaced by its shape."""
+    if hasattr(value, "items"):
+        return {k: _shapes(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shapes(v) for v in value]
+    return tuple(np.shape(value))
+
+
+def _other_federation(state_dir: str | Path, num_parties: int) -> ConfigError:
+    return ConfigError(
+        f"{state_dir} holds the program state of another federation: its parties' models or "
+        f"optimizers do not match these {num_parties} parties' (number of parties, layers or "
+        "weight shapes); resume with the same parties and models, or use a new state_dir")
 
 
 def _text(value: Any) -> str:
