@@ -18,6 +18,7 @@ from tfkit.promot import (
     PromptedLM,
     TuningConfig,
     WordTokenizer,
+    encode_episode,
     evaluate_icl,
     lm_arrays,
     load_preset,
@@ -45,19 +46,27 @@ else:
 # Fine-tuning data: the True/False `entail` task in its 0-shot format, loss on the answer only.
 rng = np.random.default_rng(0)
 episodes = [sample_episode(tasks["entail"], 0, rng) for _ in range(500)]
-data = lm_arrays(episodes, tokenizer, length=32, loss_on="query")
+longest = max(len(encode_episode(tokenizer, e)[0]) for e in episodes)  # BPE: more pieces
+data = lm_arrays(episodes, tokenizer, length=max(32, longest - 1), loss_on="query")
 
 cfg = TuningConfig(prompt_tokens=8, prompt_steps=60, model_steps=60, batch_size=16)
 with tempfile.TemporaryDirectory() as checkpoints:
     prompt = promot(backbone, data, cfg, checkpoints, pad_id=tokenizer.pad_id, log=print)
 
+# Tokens to generate per answer: the longest answer of any task (a BPE preset splits the tasks'
+# words into several pieces; fewer would cut answers and score them wrong).
+max_new = max(len(tokenizer.encode(f" {y}")) for task in tasks.values() for _ in range(64)
+              for _, y in sample_episode(task, 0, rng))
+
 # The fine-tuned task: prompt kept.
-with_prompt = make_predict_fn(PromptedLM(backbone, prompt, pad_id=tokenizer.pad_id), tokenizer)
+with_prompt = make_predict_fn(PromptedLM(backbone, prompt, pad_id=tokenizer.pad_id), tokenizer,
+                              max_new)
 pairs = task_predictions(with_prompt, tasks["entail"], shots=0, num_queries=64, seed=1)
 print(f"entail accuracy (prompt kept): {task_score(tasks['entail'], pairs):.1f}%")
 
 # Every other task: prompt removed, 1-shot in context.
-without_prompt = make_predict_fn(PromptedLM(backbone, pad_id=tokenizer.pad_id), tokenizer)
+without_prompt = make_predict_fn(PromptedLM(backbone, pad_id=tokenizer.pad_id), tokenizer,
+                                 max_new)
 others = {name: tasks[name] for name in PRETRAIN_TASKS}
 for name, value in evaluate_icl(without_prompt, others, tasks["entail"], shots=1,
                                 num_queries=32):

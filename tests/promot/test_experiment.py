@@ -1,6 +1,9 @@
 import json
 
+import pytest
+
 from tfkit import experiments
+from tfkit.config import ConfigError
 
 
 def test_promot_demo_runs_and_resumes(tmp_path):
@@ -30,3 +33,13 @@ def test_promot_config_reaches_both_stages():
     tuning = Setup.create(cfg).tuning()
     assert (tuning.model_optimizer, tuning.prompt_tokens) == ("adafactor", 8)
     assert tuning.model_learning_rate == cfg.model_learning_rate
+
+
+def test_promot_config_typos_fail_before_pretraining():
+    exp = experiments.get("promot")
+    bad = {"methods": "standard_ft,promt", "targets": "entail,rte", "prompt_positions": "shift",
+           "prompt_init": "vocab", "prompt_optimizer": "sgd", "model_optimizer": "adamw",
+           "model_schedule": "linear", "prompt_tokens": 0}
+    for field, value in bad.items():  # each used to fail only after pretraining (or not at all)
+        with pytest.raises(ConfigError, match=field):
+            exp.config("demo", overrides=[f"{field}={value}"])

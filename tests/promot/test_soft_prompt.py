@@ -110,3 +110,39 @@ def test_unsupported_model_is_a_clear_error():
     model = keras.Model(inputs, keras.layers.Embedding(10, 4)(inputs))
     with pytest.raises(UnsupportedModelError, match="DecoderLM"):
         PromptedLM(model, SoftPrompt(2))
+
+
+def test_init_from_text_rejects_empty_and_out_of_vocabulary_ids():
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+    layer = SoftPrompt(3)
+    with pytest.raises(ValueError, match="token_ids is empty"):
+        layer.init_from_text(table, [])  # was: silently the padding row 0, three times
+    with pytest.raises(ValueError, match=r"\[-1, 10\].*vocabulary of 10"):
+        layer.init_from_text(table, [2, -1, 10])  # -1 silently took the last row
+
+
+def test_soft_prompt_rejects_bad_arguments_at_construction():
+    with pytest.raises(ValueError, match="num_tokens"):
+        SoftPrompt(-1)
+    with pytest.raises(ValueError, match="initializer"):
+        SoftPrompt(3, initializer="unifrom")  # was only raised at the first call
+
+
+def test_prompt_of_another_hidden_size_is_a_clear_error(tmp_path):
+    prompt = SoftPrompt(3)
+    prompt.build((None, None, 8))
+    path = prompt.save_prompt(tmp_path / "p.npz")
+    loaded = SoftPrompt.load_prompt(path)
+    lm = tiny_gpt2()  # hidden 16
+    with pytest.raises(ValueError, match="width 8.*hidden size 16"):
+        PromptedLM(lm, loaded)
+    with pytest.raises(ValueError, match="width 8.*hidden size 16"):
+        loaded(tf.zeros([1, 2, 16]))
+
+
+def test_load_prompt_names_a_file_that_is_not_a_prompt(tmp_path):
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    (tmp_path / "text.npz").write_text("not a zip")
+    for name in ("other.npz", "text.npz"):
+        with pytest.raises(ValueError, match="not a soft-prompt file"):
+            SoftPrompt.load_prompt(tmp_path / name)

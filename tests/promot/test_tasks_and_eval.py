@@ -133,3 +133,48 @@ def test_lm_arrays_warns_when_a_lone_query_is_cut(world_tasks_tokenizer):
     episode = sample_episode(tasks["translate"], 0, np.random.default_rng(0))
     with pytest.warns(UserWarning, match="1 of 1 episodes do not fit length=4"):
         lm_arrays([episode], tok, 4)
+
+
+def test_icl_prompts_longer_than_the_model_are_a_clear_error(world_tasks_tokenizer, tiny_lm):
+    from tfkit.layers import SoftPrompt
+    from tfkit.promot import PromptedLM, make_predict_fn
+
+    _, tasks, tok = world_tasks_tokenizer
+    lm = tiny_lm(tok.vocabulary_size, sequence_length=24)
+    mine = {"sentiment": tasks["sentiment"], "count": tasks["count"]}
+    predict = make_predict_fn(PromptedLM(lm), tok)
+    assert len(dict(evaluate_icl(predict, mine, tasks["entail"], shots=1, num_queries=2))) == 4
+    with pytest.raises(ValueError, match="positions.*24.*fewer shots"):  # 4-shot: ~40 tokens
+        dict(evaluate_icl(predict, mine, tasks["entail"], shots=4, num_queries=2))
+    shifted = make_predict_fn(PromptedLM(lm, SoftPrompt(20, positions="shifted")), tok)
+    with pytest.raises(ValueError, match="positions.*4 .*shifted"):
+        shifted(["review a b c verdict"])
+    with pytest.raises(ValueError, match="no tokens"):
+        predict(["sentiment", ""])
+
+
+def test_evaluate_icl_rejects_empty_inputs(world_tasks_tokenizer):
+    _, tasks, _ = world_tasks_tokenizer
+
+    def predict(prompts):
+        return ["positive"] * len(prompts)
+
+    with pytest.raises(ValueError, match="no tasks"):
+        dict(evaluate_icl(predict, {}, tasks["entail"], shots=1))  # was: a NaN average
+    with pytest.raises(ValueError, match="num_queries"):
+        dict(evaluate_icl(predict, {"sentiment": tasks["sentiment"]}, tasks["entail"], shots=1,
+                          num_queries=0))  # was: a score of 0 from no queries
+    with pytest.raises(ValueError, match="shots"):
+        dict(evaluate_icl(predict, {"sentiment": tasks["sentiment"]}, tasks["entail"], shots=-1))
+
+
+def test_user_task_with_an_unknown_metric_is_rejected(world_tasks_tokenizer):
+    from tfkit.promot import Task
+
+    def example(rng, state):
+        return "input", "answer"
+
+    with pytest.raises(ValueError, match="metric"):  # was: silently scored as exact match
+        Task("mine", "BLEU", 0.0, frozenset({"answer"}), lambda rng: None, example)
+    with pytest.raises(ValueError, match="chance"):  # was: ZeroDivisionError when normalized
+        Task("mine", "accuracy", 1.0, frozenset({"answer"}), lambda rng: None, example)

@@ -69,6 +69,71 @@ def test_train_lm_resumes_to_the_same_weights(tiny_lm, world_tasks_tokenizer, tm
         np.testing.assert_allclose(wa, wb, atol=1e-5)
 
 
+
+class _CtrlC(dict):
+    """Training arrays that raise KeyboardInterrupt when step `after` + 1 draws its batch."""
+
+    def __init__(self, arrays, after):
+        super().__init__(arrays)
+        self.batches, self.after = 0, after
+
+    def __getitem__(self, key):
+        if key == "y":  # read once per step
+            self.batches += 1
+            if self.batches > self.after:
+                raise KeyboardInterrupt
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("interrupt_after", [4, 5])
+def test_train_lm_resumed_reports_the_uninterrupted_history(tiny_lm, world_tasks_tokenizer,
+                                                            tmp_path, interrupt_after):
+    # log every 2 steps, checkpoint every 3: losses logged (and steps run) since the last
+    # checkpoint must come back on resume, so the history matches an uninterrupted run's.
+    _, tasks, tok = world_tasks_tokenizer
+    data = _data(tasks, tok)
+    base = tiny_lm(tok.vocabulary_size)
+
+    def fit(arrays, folder):
+        lm = copy_lm(base)  # a fresh process: the model as built, then restored
+        return train_lm(lm, lm.trainable_variables, arrays, steps=8, batch_size=4,
+                        optimizer=make_optimizer("adam", 1e-2, 8), checkpoint_dir=folder,
+                        checkpoint_every=3, log_every=2)
+
+    reference = fit(data, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        fit(_CtrlC(data, interrupt_after), tmp_path / "b")
+    resumed = fit(data, tmp_path / "b")
+    assert len(resumed) == len(reference) == 4
+    np.testing.assert_allclose(resumed, reference, rtol=1e-5)
+
+
+def test_train_lm_history_survives_an_interrupt_right_after_a_checkpoint(
+        tiny_lm, world_tasks_tokenizer, tmp_path, monkeypatch):
+    _, tasks, tok = world_tasks_tokenizer
+    data = _data(tasks, tok)
+    base = tiny_lm(tok.vocabulary_size)
+
+    def fit(steps):
+        lm = copy_lm(base)
+        return train_lm(lm, lm.trainable_variables, data, steps=steps, batch_size=4,
+                        optimizer=make_optimizer("adam", 1e-2, 6), checkpoint_dir=tmp_path,
+                        checkpoint_every=2, log_every=1)
+
+    original = tf.train.CheckpointManager.save
+
+    def save_then_ctrl_c(manager, *args, **kwargs):
+        path = original(manager, *args, **kwargs)
+        if kwargs.get("checkpoint_number") == 4:
+            raise KeyboardInterrupt  # Ctrl-C just after the weights of step 4 were written
+        return path
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fit(6)
+    monkeypatch.undo()
+    assert len(fit(6)) == 6
+
 def test_promot_stage1_freezes_model_stage2_freezes_prompt(tiny_lm, world_tasks_tokenizer,
                                                            tmp_path):
     _, tasks, tok = world_tasks_tokenizer
@@ -108,3 +173,60 @@ def test_promot_on_a_local_keras_nlp_preset(tmp_path, world_tasks_tokenizer):
     assert sum(changed) > len(changed) // 2  # stage 2 tuned the backbone
     logits = PromptedLM(backbone, prompt, pad_id=tok.pad_id)(data["x"][:2])
     assert logits.shape[:2] == data["x"][:2].shape
+
+
+def test_load_preset_takes_a_path_and_names_a_missing_folder(tmp_path):
+    folder = tmp_path / "preset"
+    folder.mkdir()
+    tiny_gpt2_preset(folder)
+    backbone, tok = load_preset(folder)  # a pathlib.Path, not only a str
+    assert backbone.name and tok.pad_id == 0
+    with pytest.raises(FileNotFoundError, match="no keras-nlp preset.*config.json"):
+        load_preset(tmp_path / "missing")  # was: "Unknown preset identifier" + a list
+    with pytest.raises(FileNotFoundError, match="no keras-nlp preset.*config.json"):
+        load_preset(str(tmp_path))  # a folder without the preset files
+
+
+def test_train_lm_names_bad_data_and_a_folder_of_another_run(tiny_lm, world_tasks_tokenizer,
+                                                              tmp_path):
+    _, tasks, tok = world_tasks_tokenizer
+    lm = tiny_lm(tok.vocabulary_size, sequence_length=16)
+
+    def fit(model, data, folder, batch_size=4):
+        return train_lm(model, model.trainable_variables, data, steps=1, batch_size=batch_size,
+                        optimizer=make_optimizer("adam", 1e-3, 1), checkpoint_dir=folder)
+
+    with pytest.raises(ValueError, match="32 tokens.*16 positions"):  # was: a TF gather error
+        fit(lm, _data(tasks, tok, length=32), tmp_path / "a")
+    with pytest.raises(ValueError, match="no examples"):  # was: numpy's "high <= 0"
+        fit(lm, _data(tasks, tok, count=0, length=16), tmp_path / "b")
+    with pytest.raises(ValueError, match="'w'"):
+        fit(lm, {k: v for k, v in _data(tasks, tok).items() if k != "w"}, tmp_path / "c")
+    with pytest.raises(ValueError, match="batch_size"):  # was: silently no training
+        fit(lm, _data(tasks, tok), tmp_path / "d", batch_size=0)
+    fit(lm, _data(tasks, tok), tmp_path / "e")
+    wider = tiny_lm(tok.vocabulary_size + 1, sequence_length=16)
+    with pytest.raises(ValueError, match="another model.*checkpoint_dir"):
+        fit(wider, _data(tasks, tok), tmp_path / "e")
+
+
+def test_train_lm_rerun_after_ctrl_c_before_the_first_checkpoint(tiny_lm, world_tasks_tokenizer,
+                                                                 tmp_path):
+    # In a notebook the interrupted model object keeps its partly trained weights; calling
+    # train_lm again must start from the weights it started with, not train on top of them.
+    _, tasks, tok = world_tasks_tokenizer
+    data = _data(tasks, tok)
+    lm_a = tiny_lm(tok.vocabulary_size)
+    lm_b = copy_lm(lm_a)
+
+    def fit(lm, arrays, folder):
+        return train_lm(lm, lm.trainable_variables, arrays, steps=4, batch_size=4,
+                        optimizer=make_optimizer("adam", 1e-2, 4), checkpoint_dir=folder,
+                        checkpoint_every=200, log_every=1)
+
+    reference = fit(lm_a, data, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        fit(lm_b, _CtrlC(data, 2), tmp_path / "b")
+    np.testing.assert_allclose(fit(lm_b, data, tmp_path / "b"), reference, rtol=1e-5)
+    for wa, wb in zip(lm_a.get_weights(), lm_b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, atol=1e-5)

@@ -12,12 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tfkit.backend import set_seed
+from tfkit.config import ConfigError
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.promot import report
 from tfkit.promot.pipeline import Setup, evaluate_method, finetune_method, pretrain_lm
+from tfkit.promot.tasks import PRETRAIN_TASKS, TARGET_TASKS
 from tfkit.runs import RunDir
 
-__all__ = ["Config", "EXPERIMENT", "run", "headline"]
+__all__ = ["Config", "EXPERIMENT", "METHODS", "run", "headline"]
+
+METHODS = ("prompt_tuning", "standard_ft", "promot", "joint", "promot_1shot", "multitask_promot")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,26 @@ class Config:
     model_schedule: str = "constant"    # fine-tune at a fixed rate to convergence (T5-style)
     finetune_batch_size: int = 32
     eval_queries: int = 200          # k-shot queries per task and k
+
+    def __post_init__(self) -> None:  # typos fail here, not after minutes of pretraining
+        choices = {"targets": PRETRAIN_TASKS + TARGET_TASKS, "methods": METHODS}
+        for name, allowed in choices.items():
+            values = getattr(self, name)
+            if not values or any(v not in allowed for v in values):
+                raise ConfigError(f"{name} must be a non-empty list of {', '.join(allowed)}; "
+                                  f"got {','.join(values)!r}")
+        for name, allowed in (("prompt_positions", ("unshifted", "shifted")),
+                              ("prompt_init", ("vocabulary", "uniform")),
+                              ("prompt_optimizer", ("adafactor", "adam")),
+                              ("model_optimizer", ("adam", "adafactor")),
+                              ("model_schedule", ("constant", "cosine"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not "
+                                  f"{getattr(self, name)!r}")
+        for name in ("prompt_tokens", "prompt_steps", "model_steps", "pretrain_steps",
+                     "finetune_examples", "eval_queries"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
 
 
 def run(config: Config, run_dir: RunDir) -> dict:

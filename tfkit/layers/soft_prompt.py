@@ -57,6 +57,14 @@ class SoftPrompt(keras.layers.Layer):
         super().__init__(**kwargs)
         if positions not in ("unshifted", "shifted"):
             raise ValueError(f"positions must be 'unshifted' or 'shifted', not {positions!r}")
+        if int(num_tokens) != num_tokens or num_tokens < 0:
+            raise ValueError(f"num_tokens must be a non-negative integer, not {num_tokens!r}")
+        if initializer != "uniform":
+            try:
+                keras.initializers.get(initializer)
+            except ValueError as e:
+                raise ValueError(f"initializer must be 'uniform' or a Keras initializer name, "
+                                 f"not {initializer!r}") from e
         self.num_tokens = int(num_tokens)
         self.initializer = initializer
         self.init_range = float(init_range)
@@ -73,6 +81,7 @@ class SoftPrompt(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor, padding_mask: tf.Tensor | None = None):
+        self.check_width(x.shape[-1])
         batch = tf.shape(x)[0]
         prompt = tf.tile(tf.cast(self.prompt, x.dtype)[None], [batch, 1, 1])
         out = tf.concat([prompt, x], axis=1)
@@ -85,10 +94,22 @@ class SoftPrompt(keras.layers.Layer):
         length = None if input_shape[1] is None else input_shape[1] + self.num_tokens
         return (input_shape[0], length, input_shape[2])
 
+    def check_width(self, hidden_dim: int | None) -> None:
+        """Raises ValueError if this built prompt's vectors are not `hidden_dim` wide (e.g. a
+        prompt file saved for another model)."""
+        if self.built and hidden_dim is not None and int(hidden_dim) != self.prompt.shape[-1]:
+            raise ValueError(f"soft prompt {self.name!r} has vectors of width "
+                             f"{self.prompt.shape[-1]}, not the model's hidden size "
+                             f"{int(hidden_dim)}: a prompt only fits the model (hidden size) it "
+                             "was trained for")
+
     # ---- initialization from the model's vocabulary -------------------------------------
 
     def _table(self, embeddings) -> np.ndarray:
         table = np.asarray(embeddings)
+        if table.ndim != 2:
+            raise ValueError(f"embeddings must be a [vocabulary, hidden] table, got shape "
+                             f"{table.shape}")
         if not self.built:
             self.build((None, None, table.shape[-1]))
         if table.shape[-1] != self.prompt.shape[-1]:
@@ -108,7 +129,14 @@ class SoftPrompt(keras.layers.Layer):
     def init_from_text(self, embeddings, token_ids) -> None:
         """Sets the prompt to the embeddings of `token_ids` (repeated/truncated to fit)."""
         table = self._table(embeddings)
-        ids = np.resize(np.asarray(token_ids, dtype=np.int64), self.num_tokens)
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise ValueError("token_ids is empty: give the token ids of the prompt text")
+        if ids.min() < 0 or ids.max() >= len(table):
+            bad = sorted({int(i) for i in ids if not 0 <= i < len(table)})
+            raise ValueError(f"token_ids {bad} are outside the vocabulary of {len(table)} "
+                             "embeddings")
+        ids = np.resize(ids, self.num_tokens)
         self.prompt.assign(table[ids])
 
     # ---- small separate files -------------------------------------------------------------
@@ -124,9 +152,15 @@ class SoftPrompt(keras.layers.Layer):
     @classmethod
     def load_prompt(cls, path: str | os.PathLike, **overrides) -> SoftPrompt:
         """A built `SoftPrompt` holding the vectors saved by `save_prompt`."""
-        with np.load(path) as data:
-            config = {**json.loads(str(data["config"])), **overrides}
-            values = data["prompt"]
+        try:
+            with np.load(path) as data:
+                config = {**json.loads(str(data["config"])), **overrides}
+                values = data["prompt"]
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path} is not a soft-prompt file written by "
+                             f"SoftPrompt.save_prompt ({e})") from e
         layer = cls.from_config(config)
         layer.build((None, None, values.shape[-1]))
         layer.prompt.assign(values)

@@ -16,6 +16,7 @@ import numpy as np
 
 from tfkit.backend import keras, tf
 from tfkit.promot.data import prompt_text, sample_episode
+from tfkit.promot.prompted import text_positions
 from tfkit.promot.tasks import SEPARATOR, Task
 from tfkit.promot.tokenizer import Tokenizer
 
@@ -27,7 +28,12 @@ PredictFn = Callable[[Sequence[str]], list[str]]
 
 def make_predict_fn(model: keras.Model, tokenizer: Tokenizer, max_new_tokens: int = 4,
                     batch_size: int = 64) -> PredictFn:
-    """Greedy answers (text up to the `|` separator) of a token-ids → logits model."""
+    """Greedy answers (text up to the `|` separator) of a token-ids → logits model.
+
+    A prompt whose tokens plus `max_new_tokens` exceed the model's position table (see
+    `text_positions`) raises ValueError: use fewer shots, shorter examples or a longer model.
+    """
+    capacity = text_positions(model)
 
     @tf.function(reduce_retracing=True)
     def next_tokens(ids, last):  # argmax of the logits at each row's last real token
@@ -36,6 +42,7 @@ def make_predict_fn(model: keras.Model, tokenizer: Tokenizer, max_new_tokens: in
 
     def predict(prompts: Sequence[str]) -> list[str]:
         encoded = [tokenizer.encode(p) for p in prompts]
+        _check_lengths(encoded, max_new_tokens, capacity, model)
         out: list[str] = []
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start:start + batch_size]
@@ -59,9 +66,26 @@ def make_predict_fn(model: keras.Model, tokenizer: Tokenizer, max_new_tokens: in
     return predict
 
 
+def _check_lengths(encoded: Sequence[list[int]], max_new_tokens: int, capacity: int | None,
+                   model: keras.Model) -> None:
+    for i, ids in enumerate(encoded):
+        if not ids:
+            raise ValueError(f"prompt {i} encodes to no tokens: nothing to answer")
+        if capacity is not None and len(ids) + max_new_tokens > capacity:
+            raise ValueError(
+                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "
+                f"needs {len(ids) + max_new_tokens} positions, but {model.name!r} has "
+                f"{capacity} for text (its position table, less a 'shifted' prompt's length): "
+                "use fewer shots or shorter examples, or a model with more positions")
+
+
 def task_predictions(predict_fn: PredictFn, task: Task, shots: int, num_queries: int,
                      seed: int) -> list[tuple[str, str]]:
     """(prediction, reference) for `num_queries` k-shot episodes of `task` (fixed by `seed`)."""
+    if num_queries < 1:
+        raise ValueError(f"num_queries must be at least 1, not {num_queries}")
+    if shots < 0:
+        raise ValueError(f"shots must be 0 or more, not {shots}")
     rng = np.random.default_rng([seed, shots, zlib.crc32(task.name.encode())])
     episodes = [sample_episode(task, shots, rng) for _ in range(num_queries)]
     preds = predict_fn([prompt_text(e) for e in episodes])
@@ -137,6 +161,8 @@ def evaluate_icl(predict_fn: PredictFn, tasks: Mapping[str, Task], target: Task,
                  num_queries: int = 100, seed: int = 0) -> Iterator[tuple[str, float]]:
     """Yields `(task, score)` for every task in `tasks`, then ("normalized_average", x) and
     ("format_specialization", rate in %) with respect to the fine-tuned `target` task."""
+    if not tasks:
+        raise ValueError("evaluate_icl got no tasks: pass a {name: Task} mapping")
     outputs, normalized = {}, []
     for name, task in tasks.items():
         outputs[name] = task_predictions(predict_fn, task, shots, num_queries, seed)

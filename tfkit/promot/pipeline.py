@@ -4,6 +4,7 @@ evaluate one method. Each returns JSON and leaves models/prompts in the run dire
 from __future__ import annotations
 
 import functools
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,21 @@ FINETUNE_LENGTH = 16  # tokens per fine-tuning example and shot (a 0-shot one is
 ANSWER_SAMPLES = 256  # episodes per task whose answers size `Setup.max_new_tokens`
 
 
-def load_preset(preset_dir: str) -> tuple[keras.Model, KerasNLPTokenizer]:
-    """A keras-nlp GPT-2 backbone and tokenizer from a local preset folder (no download)."""
+def load_preset(preset_dir: str | os.PathLike) -> tuple[keras.Model, KerasNLPTokenizer]:
+    """A keras-nlp GPT-2 backbone and tokenizer from a local preset folder (no download).
+
+    The folder holds what keras-nlp writes for a preset: `config.json` and `model.weights.h5`
+    (the backbone), `tokenizer.json` and `assets/tokenizer/` (vocabulary and merges).
+    """
     import keras_nlp
 
-    backbone = keras_nlp.models.GPT2Backbone.from_preset(preset_dir)
-    tokenizer = keras_nlp.models.GPT2Tokenizer.from_preset(preset_dir)
+    folder = Path(preset_dir)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"no keras-nlp preset in {str(folder)!r}: expected a folder "
+                                "with config.json, model.weights.h5, tokenizer.json and "
+                                "assets/tokenizer/")
+    backbone = keras_nlp.models.GPT2Backbone.from_preset(str(folder))
+    tokenizer = keras_nlp.models.GPT2Tokenizer.from_preset(str(folder))
     return backbone, KerasNLPTokenizer(tokenizer)
 
 

@@ -21,7 +21,7 @@ from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
 from tfkit.layers import SoftPrompt
 
-__all__ = ["PromptedLM", "UnsupportedModelError", "token_embeddings"]
+__all__ = ["PromptedLM", "UnsupportedModelError", "text_positions", "token_embeddings"]
 
 
 class UnsupportedModelError(TfkitError, TypeError):
@@ -80,6 +80,19 @@ def _parts(lm: keras.Model) -> tuple[keras.layers.Layer, Callable, Callable]:
         "backbone (needs layers token_embedding, position_embedding and blocks)")
 
 
+def text_positions(model: keras.Model) -> int | None:
+    """How many tokens of text `model` (a `PromptedLM`, `DecoderLM` or GPT-2 backbone) can take:
+    its position table's size, less a "shifted" prompt's length; None if unknown."""
+    shift = 0
+    if isinstance(model, PromptedLM):
+        prompt = model.soft_prompt
+        shift = prompt.num_tokens if prompt is not None and prompt.positions == "shifted" else 0
+        model = model.lm
+    lm = _unwrap(model)
+    size = getattr(lm, "sequence_length", None) or getattr(lm, "max_sequence_length", None)
+    return None if size is None else int(size) - shift
+
+
 def token_embeddings(lm: keras.Model) -> tf.Tensor:
     """The LM's token-embedding table [vocabulary, hidden] (for prompt initialization)."""
     return _parts(_unwrap(lm))[0].embeddings
@@ -109,6 +122,8 @@ class PromptedLM(keras.Model):
         if pad_id is None:  # the LM's own padding id (keras-nlp backbones have none: 0)
             pad_id = int(getattr(_unwrap(lm), "pad_id", 0))
         embedding, positions, body = _parts(_unwrap(lm))
+        if soft_prompt is not None:  # a prompt file saved for a model of another width
+            soft_prompt.check_width(getattr(embedding, "output_dim", None))
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         mask = tf.not_equal(token_ids, pad_id)
         x = embedding(token_ids)

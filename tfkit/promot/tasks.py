@@ -21,6 +21,7 @@ __all__ = ["World", "Task", "make_world", "make_tasks", "PRETRAIN_TASKS", "TARGE
            "SEPARATOR"]
 
 SEPARATOR = "|"  # ends every answer; generation stops here
+METRICS = ("accuracy", "exact_match", "bleu")
 PRETRAIN_TASKS = ("label_map", "sentiment", "fact_qa", "word_map", "extract", "arithmetic",
                   "sequence", "count")
 TARGET_TASKS = ("entail", "translate")
@@ -94,6 +95,13 @@ class Task:
     answer_vocab: frozenset[str]
     episode: Callable[[np.random.Generator], Any]
     example: Callable[[np.random.Generator, Any], tuple[str, str]]
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"task {self.name!r}: metric must be one of {METRICS}, not "
+                             f"{self.metric!r}")
+        if not 0.0 <= self.chance < 1.0:
+            raise ValueError(f"task {self.name!r}: chance must be in [0, 1), not {self.chance}")
 
     def in_format(self, answer: str) -> bool:
         """Whether `answer` is written in this task's output format (all its words)."""

@@ -3,7 +3,9 @@
 `train_lm` runs a fixed number of optimizer steps over next-token arrays (`lm_arrays`), updating
 only the variables it is given (the soft prompt in stage 1, the model in stage 2, or both). Batch
 `i` is drawn from a generator seeded by (seed, i), so a run resumed from its checkpoint sees the
-same batches as an uninterrupted one.
+same batches as an uninterrupted one. The loss history, and the losses of the steps since its last
+entry, are saved in the same checkpoint as the weights, so a resumed run also reports the same
+history as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tfkit.backend import keras, tf
-from tfkit.runs import atomic_write_text
+from tfkit.promot.prompted import text_positions
 
 __all__ = ["answer_loss", "make_optimizer", "train_lm"]
 
@@ -62,23 +64,50 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
 
     `model`/`data` may be dicts keyed by task (multi-task ProMoT: one prompted model per task,
     all sharing the base LM); step `i` then trains task `i % len(tasks)`.
+
+    Every `checkpoint_every` steps (and at step 0 and the last step) the model, optimizer, step
+    and loss log go into one checkpoint in `checkpoint_dir`; a call that finds one resumes from
+    it, so a run interrupted (Ctrl-C) and called again, in a new process or the same one,
+    returns the same history and weights as an uninterrupted run. A folder written for another
+    model or prompt is refused with a ValueError.
+
+    Args:
+        model: a token-ids → logits model (e.g. a `PromptedLM`), or {task: model}.
+        variables: the variables to train (the others stay frozen).
+        data: `lm_arrays` output (`x`, `y`, `w` of one shape [examples, length]), or
+            {task: arrays} matching `model`.
+        steps: total optimizer steps (a resumed run continues up to it).
+        batch_size: examples per step, drawn with a generator seeded by (seed, step).
+        optimizer: e.g. `make_optimizer(...)`.
+        checkpoint_dir: folder of this run's checkpoint.
+        seed: batch order.
+        checkpoint_every: steps between checkpoints.
+        log: optional callable receiving a progress line per logged loss.
+        log_every: steps averaged into each history entry.
     """
     models = model if isinstance(model, Mapping) else {"": model}
     datasets = data if isinstance(model, Mapping) else {"": data}
     names = list(models)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    for name in names:
+        _check_arrays(models[name], datasets[name], f"data[{name!r}]" if name else "data")
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    tracked = {f"model_{i}": m for i, m in enumerate(models.values())}
-    ckpt = tf.train.Checkpoint(optimizer=optimizer, step=step, **tracked)
+    # The logged losses and the window since the last log, as JSON, saved with the weights.
+    log_state = tf.Variable("", dtype=tf.string, trainable=False)
+    parts = {"optimizer": optimizer, "step": step,
+             **{f"model_{i}": m for i, m in enumerate(models.values())}}
+    ckpt = tf.train.Checkpoint(log_state=log_state, **parts)
     manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=1)
-    history_file = Path(checkpoint_dir) / "history.json"
     history: list[float] = []
+    window: list[float] = []
     optimizer.build(list(variables))  # slots exist before tracing (and before a restore)
     if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        if history_file.exists():
-            history = json.loads(history_file.read_text())
+        history, window = _restore(manager.latest_checkpoint, parts, log_state)
+    else:  # the starting point: rerunning after a Ctrl-C in the same process restores it
+        log_state.assign(json.dumps({"history": history, "window": window}))
+        manager.save(checkpoint_number=0)
     steps_fns = {name: _train_step(models[name], variables, optimizer) for name in names}
-    window: list[float] = []
     while int(step) < steps:
         i = int(step)
         name = names[i % len(names)]
@@ -93,9 +122,50 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
             if log is not None:
                 log(f"step {i + 1}/{steps}: answer loss {history[-1]:.3f}")
         if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
+            log_state.assign(json.dumps({"history": history, "window": window}))
             manager.save(checkpoint_number=i + 1)
-            atomic_write_text(history_file, json.dumps(history))
     return history
+
+
+def _restore(path: str, parts: dict, log_state: tf.Variable) -> tuple[list[float], list[float]]:
+    """Restores `parts` and `log_state` from checkpoint `path`; returns its (history, window).
+
+    A checkpoint written before the loss log was part of it has no `log_state`: its weights are
+    restored without it and the history comes from the `history.json` written next to it.
+    """
+    legacy = "log_state" not in {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    ckpt = tf.train.Checkpoint(**parts) if legacy else tf.train.Checkpoint(log_state=log_state,
+                                                                           **parts)
+    try:
+        ckpt.restore(path).assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        raise ValueError(f"checkpoint {path} holds a run of another model or prompt (another "
+                         f"config?); resume it with the same setup, or use another "
+                         f"checkpoint_dir. {e}") from e
+    if legacy:
+        history_file = Path(path).parent / "history.json"
+        return (json.loads(history_file.read_text()) if history_file.exists() else []), []
+    state = json.loads(log_state.numpy().decode())
+    return state["history"], state["window"]
+
+
+def _check_arrays(model: keras.Model, arrays: Mapping[str, np.ndarray], what: str) -> None:
+    """Clear errors for `lm_arrays`-style data the model cannot train on."""
+    missing = [k for k in ("x", "y", "w") if k not in arrays]
+    if missing:
+        raise ValueError(f"{what} lacks {', '.join(map(repr, missing))}: give the arrays "
+                         "`lm_arrays` returns (x, y, w)")
+    shapes = {k: np.shape(arrays[k]) for k in ("x", "y", "w")}
+    if len(set(shapes.values())) != 1 or len(shapes["x"]) != 2:
+        raise ValueError(f"{what}: x, y and w must be [examples, length] arrays of one shape, "
+                         f"got {shapes}")
+    if shapes["x"][0] == 0:
+        raise ValueError(f"{what} has no examples")
+    capacity = text_positions(model)
+    if capacity is not None and shapes["x"][1] > capacity:
+        raise ValueError(f"{what} has sequences of {shapes['x'][1]} tokens, but the model has "
+                         f"{capacity} positions for text: build the arrays with a smaller "
+                         "length (or use a model with more positions)")
 
 
 def _train_step(model: keras.Model, variables: Sequence[tf.Variable],
