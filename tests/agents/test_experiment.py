@@ -144,6 +144,18 @@ def test_unset_options_are_none_and_non_positive_values_are_refused():
     ("grow_temperature=nan", "grow_temperature must be a finite number"),
     ("max_new_tokens=192", "must be below sequence_length"),
     ("documents=docs.txt", "documents needs questions_csv"),
+    ("strategy=mirrorred", "strategy must be one of"),
+    ("l_spec=2,70,4,288", "l_spec: width 70 is not divisible by its 4 heads"),
+    ("learning_rate=0", "learning_rate must be a finite number > 0"),
+    ("learning_rate=nan", "learning_rate must be a finite number > 0"),
+    ("xs_learning_rate=nan", "xs_learning_rate must be positive"),
+    ("epochs=0", "epochs must be at least 1"),
+    ("epochs_initial=0", "epochs_initial must be at least 1"),
+    ("teacher_noise=1.5", "teacher_noise must be a probability"),
+    ("label_smoothing=1", "label_smoothing must be in"),
+    ("people=0", "people must be at least 1"),
+    ("countries=0", "countries must be at least 1"),
+    ("seed=-1", "seed must be in"),
 ])
 def test_values_that_would_fail_late_are_refused_at_once(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -155,3 +167,22 @@ def test_train_hops_must_not_be_empty():
 
     with pytest.raises(ConfigError, match="train_hops"):
         Config(train_hops=())
+
+
+def test_user_questions_and_documents_enter_the_tokenizer_and_one_question_has_no_se(tmp_path):
+    from tfkit.agents.rest.pipeline import _paired, _Runner, _se
+    from tfkit.runs import RunDir
+
+    (tmp_path / "q.csv").write_text("question,answer\nwho founded Zorblax ?,Quintessa Vrell\n")
+    (tmp_path / "docs.txt").write_text("Quintessa Vrell founded Zorblax .\n")
+    cfg = get("rest-react").config("demo", questions_csv=str(tmp_path / "q.csv"),
+                                   documents=str(tmp_path / "docs.txt"))
+    runner = _Runner(cfg, RunDir(tmp_path / "run", log=None))
+    runner.data("demonstrations").parent.mkdir(parents=True)
+    runner.data("demonstrations").write_text("")
+    vocabulary = set(runner.tokenizer().vocabulary)
+    assert {"Zorblax", "Quintessa", "Vrell"} <= vocabulary  # not spelled letter by letter
+    one = {"test_question_accuracy": [100.0]}  # a one-question CSV: no standard error
+    assert _se(one, "test") is None
+    assert _paired(one, one)["test_difference_se"] is None
+    assert _paired(one, one)["test_difference"] == 0.0

@@ -120,7 +120,8 @@ def test_loss_is_on_output_tokens_only_and_finetuning_learns(tmp_path):
     # resuming a finished run trains nothing more
     _, again = finetune(examples, tok, ModelSpec(1, 32, 2, 64), sequence_length=32, epochs=25,
                         directory=tmp_path / "ckpt", batch_size=8)
-    assert again == {}
+    # (fit_resumable reports the finished epochs' history, or nothing in older versions)
+    assert again in ({}, history)
 
 
 def test_encode_examples_truncates_outputs_longer_than_the_sequence():

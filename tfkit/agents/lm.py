@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from tfkit.errors import TfkitError
+
 __all__ = ["Sample", "LanguageModel", "CallableLM", "KerasNLPLM", "truncate_at_stop"]
 
 
@@ -50,7 +52,9 @@ class CallableLM:
 
     Args:
         generate_fn: `fn(prompt, temperature, max_new_tokens, stop) -> str` or `(str, logprob)`.
-            Called once per requested sample.
+            Called once per requested sample. Leading whitespace is dropped and the text is
+            cut at the first stop sequence (a model that ignores `stop` is fine); anything
+            but a str (bytes are decoded) raises a TypeError.
         score_fn: optional `fn(prompt, continuation) -> logprob`; without it `score` and
             perplexities are unavailable (samples get logprob 0 and the first sample continues).
 
@@ -71,11 +75,12 @@ class CallableLM:
             row = []
             for _ in range(num_samples):
                 reply = self.generate_fn(p, temperature, max_new_tokens, tuple(stop))
-                text, logprob = reply if isinstance(reply, tuple) else (reply, None)
-                text = truncate_at_stop(text, stop)
+                text, logprob = _reply(reply)
+                # leading blank lines are not the output ("\nSearch(...)" would cut to "")
+                text = truncate_at_stop(text.lstrip(), stop)
                 if logprob is None and self.score_fn is not None:
                     logprob = self.score_fn(p, text)
-                row.append(Sample(text, float(logprob or 0.0), max(1, len(text.split()))))
+                row.append(Sample(text, _logprob(logprob), max(1, len(text.split()))))
             out.append(row)
         return out
 
@@ -83,6 +88,27 @@ class CallableLM:
         if self.score_fn is None:
             raise NotImplementedError("CallableLM was built without score_fn")
         return [float(self.score_fn(p, c)) for p, c in zip(prompts, continuations, strict=True)]
+
+
+def _reply(reply) -> tuple[str, object]:
+    """(text, logprob or None) from a `CallableLM.generate_fn` reply, or a clear TypeError."""
+    text, logprob = reply if isinstance(reply, tuple) and len(reply) == 2 else (reply, None)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if not isinstance(text, str):
+        raise TypeError("CallableLM: generate_fn must return the continuation as a str (or "
+                        f"(str, logprob)), got {type(reply).__name__}: {reply!r:.80}")
+    return text, logprob
+
+
+def _logprob(value) -> float:
+    if value is None:
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"CallableLM: a log-probability must be a number, got "
+                        f"{type(value).__name__}: {value!r:.80}") from None
 
 
 def _as_str(text) -> str:
@@ -97,6 +123,9 @@ class KerasNLPLM:
     `GreedySampler` at temperature <= 0, as `LLMJudge` and `LLMRanker` ask for); scores come
     from the backbone's logits. Load a local preset with
     `keras_nlp.models.GPT2CausalLM.from_preset("/path/to/preset_dir")`.
+
+    A prompt longer than the backbone's `max_sequence_length` leaves room for
+    `max_new_tokens` by keeping its end (the step's call), as `KerasLM` does.
 
     Args:
         causal_lm: a keras-nlp CausalLM whose `preprocessor` is set.
@@ -124,9 +153,17 @@ class KerasNLPLM:
         lm = self.causal_lm
         tokenizer = lm.preprocessor.tokenizer
         self._compile_sampler(temperature, seed)
+        limit = self._limit()
+        if limit is not None:  # keep each prompt's end (the call) within the positions
+            room = limit - max_new_tokens - 2  # (start token, one spare)
+            if room < 1:
+                raise TfkitError(f"max_new_tokens={max_new_tokens} leaves no room for a "
+                                 f"prompt in the model's max_sequence_length={limit}")
+            prompts = [self._keep_end(p, room) for p in prompts]
         flat = [p for p in prompts for _ in range(num_samples)]
         lengths = [len(tokenizer(p)) for p in prompts]
         max_length = max(lengths) + max_new_tokens + 2
+        max_length = max_length if limit is None else min(max_length, limit)
         texts = lm.generate(flat, max_length=max_length)
         texts = [_as_str(t) for t in list(texts)]
         conts = []
@@ -140,10 +177,23 @@ class KerasNLPLM:
                    for c, lp in zip(conts, logps, strict=True)]
         return [samples[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
 
+    def _limit(self) -> int | None:
+        """The backbone's number of positions (None if it does not say)."""
+        return getattr(self.causal_lm.backbone, "max_sequence_length", None)
+
+    def _keep_end(self, prompt: str, room: int) -> str:
+        """`prompt`, cut from the left to its last `room` tokens when longer."""
+        tokenizer = self.causal_lm.preprocessor.tokenizer
+        ids = tokenizer(prompt)
+        if len(ids) <= room:
+            return prompt
+        return _as_str(tokenizer.detokenize(ids[len(ids) - room:]))
+
     def score(self, prompts, continuations):
         from tfkit.backend import tf
 
         tok = self.causal_lm.preprocessor.tokenizer
+        limit = self._limit()
         out = []
         for p, c in zip(prompts, continuations, strict=True):
             p_ids = list(tok(p).numpy())
@@ -151,6 +201,11 @@ class KerasNLPLM:
             if not c_ids:
                 out.append(0.0)
                 continue
+            if limit is not None and len(p_ids) + len(c_ids) > limit:
+                if len(c_ids) >= limit:
+                    raise TfkitError(f"a continuation of {len(c_ids)} tokens does not fit "
+                                     f"the model's max_sequence_length={limit}")
+                p_ids = p_ids[len(p_ids) + len(c_ids) - limit:]  # keep the prompt's end
             ids = tf.constant([p_ids + c_ids], tf.int32)
             logits = self.causal_lm({"token_ids": ids, "padding_mask": tf.ones_like(ids)})
             logp = tf.nn.log_softmax(tf.cast(logits[0, len(p_ids) - 1:-1], tf.float32))

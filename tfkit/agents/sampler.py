@@ -47,11 +47,17 @@ class KVCacheSampler:
         self.model = model
         self.eos_id = int(eos_id)
         self.jit_compile = jit_compile
-        self.blocks = [model.get_layer(f"block_{i}") for i in range(model.num_layers)]
-        self.embed = model.get_layer("token_embedding")
-        self.positions = model.get_layer("position_embedding")
-        self.norm = model.get_layer("final_norm")
-        self.head = model.get_layer("lm_head")
+        try:
+            self.blocks = [model.get_layer(f"block_{i}") for i in range(model.num_layers)]
+            self.embed = model.get_layer("token_embedding")
+            self.positions = model.get_layer("position_embedding")
+            self.norm = model.get_layer("final_norm")
+            self.head = model.get_layer("lm_head")
+        except (AttributeError, ValueError) as e:
+            raise TypeError(f"KVCacheSampler needs a tfkit.models.DecoderLM (num_layers, "
+                            f"block_i, token_embedding, position_embedding, final_norm, "
+                            f"lm_head), got {type(model).__name__}: {e}; wrap other models "
+                            f"in CallableLM or KerasNLPLM") from None
         self.loop = tf.function(self.decode_with_uniforms, jit_compile=jit_compile,
                                 input_signature=[tf.TensorSpec([None, None], tf.int32),
                                                  tf.TensorSpec([None, None], tf.float32),

@@ -38,11 +38,20 @@ class Snippet:
     text: str
 
 
+def _document(d: Document | str, i: int) -> Document:
+    if isinstance(d, str):
+        return Document(f"doc:{i}", d)
+    if not isinstance(d, Document):
+        raise TypeError(f"BM25Search: document {i} must be a Document or a str, got "
+                        f"{type(d).__name__}: {d!r:.80}")
+    return d
+
+
 class BM25Search:
     """Okapi BM25 ranking over `documents`.
 
     Args:
-        documents: the collection.
+        documents: the collection: `Document`s, or plain strings (ids `doc:0`, `doc:1`, ...).
         k1: term-frequency saturation (1.5, the common default).
         b: length normalisation (0.75, the common default).
 
@@ -52,10 +61,11 @@ class BM25Search:
         'the capital of Brev is Ume Vale .'
     """
 
-    def __init__(self, documents: Sequence[Document], k1: float = 1.5, b: float = 0.75):
-        if not documents:
-            raise TfkitError("BM25Search needs at least one document")
-        self.documents = list(documents)
+    def __init__(self, documents: Sequence[Document | str], k1: float = 1.5,
+                 b: float = 0.75):
+        if isinstance(documents, (str, bytes)) or not documents:
+            raise TfkitError("BM25Search needs a non-empty list of documents (Document or str)")
+        self.documents = [_document(d, i) for i, d in enumerate(documents)]
         self.k1 = k1
         self.b = b
         self._tf = [Counter(words(d.text)) for d in self.documents]
@@ -89,6 +99,9 @@ class BM25Search:
 class FunctionSearch:
     """Adapts a user's `fn(query) -> list[str | (source, text) | dict]` to the search interface.
 
+    Results are taken best first; repeated texts are skipped, so up to `k` distinct snippets
+    are shown. A return value that is not a list of such results raises a TypeError.
+
     Example:
         >>> s = FunctionSearch(lambda q: [("web:1", "Paris is the capital of France.")])
         >>> s("capital of France")[0].source
@@ -99,16 +112,37 @@ class FunctionSearch:
         self.fn = fn
 
     def __call__(self, query: str, k: int = 3) -> list[Snippet]:
-        out = []
-        for i, item in enumerate(list(self.fn(query))[:k]):
-            if isinstance(item, str):
-                out.append(Snippet(f"result:{i}", item))
-            elif isinstance(item, dict):
-                out.append(Snippet(str(item.get("source", f"result:{i}")), str(item["text"])))
-            else:
-                source, text = item
-                out.append(Snippet(str(source), str(text)))
+        """The first `k` distinct results (a repeated text would waste a link id)."""
+        results = self.fn(query)
+        if results is None or isinstance(results, (str, bytes, dict)):
+            raise TypeError(f"FunctionSearch: the search function must return a list of "
+                            f"results (an empty list for none), got {type(results).__name__} "
+                            f"for query {query!r}")
+        out, seen = [], set()
+        for i, item in enumerate(results):
+            if len(out) == k:
+                break
+            snippet = _snippet(item, i, query)
+            if snippet.text not in seen:
+                seen.add(snippet.text)
+                out.append(snippet)
         return out
+
+
+def _snippet(item, i: int, query: str) -> Snippet:
+    """A str, `(source, text)` or `{"text": ..., "source": ...}` result as a Snippet."""
+    source, text = f"result:{i}", None
+    if isinstance(item, str):
+        text = item
+    elif isinstance(item, dict):
+        source, text = item.get("source", source), item.get("text")
+    elif isinstance(item, (tuple, list)) and len(item) == 2:
+        source, text = item
+    if not isinstance(text, str):
+        raise TypeError(f"FunctionSearch: result {i} for query {query!r} must be a str, a "
+                        f"(source, text) pair or a dict with a str 'text', got "
+                        f"{type(item).__name__}: {item!r:.80}")
+    return Snippet(str(source), text)
 
 
 class CachedSearch:

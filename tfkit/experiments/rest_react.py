@@ -18,6 +18,8 @@ from tfkit.experiments.base import Experiment, Headline
 
 __all__ = ["Config", "EXPERIMENT"]
 
+STRATEGIES = ("default", "mirrored", "tpu")  # tfkit.agents.rest.finetune.make_strategy
+
 
 @dataclass(frozen=True)
 class Config:
@@ -96,12 +98,13 @@ class Config:
     def __post_init__(self) -> None:
         for name in ("xs_epochs", "xs_learning_rate", "grow_num_samples"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is not None and not 0 < value < math.inf:
                 raise ConfigError(f"{name} must be positive (or None for the default), "
                                   f"got {value}")
         for name in ("train_questions", "dev_questions", "test_questions", "demo_questions",
                      "num_samples", "xs_num_samples", "max_searches", "max_new_tokens",
-                     "generations", "trajectories_per_question", "batch_size", "eval_runs"):
+                     "generations", "trajectories_per_question", "batch_size", "eval_runs",
+                     "epochs", "epochs_initial", "people", "cities", "countries", "companies"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("l_spec", "s_spec", "xs_spec"):
@@ -109,6 +112,24 @@ class Config:
             if len(spec) != 4 or min(spec) < 1:
                 raise ConfigError(f"{name} must be 4 positive ints (layers, hidden, heads, "
                                   f"mlp width), got {spec}")
+        for name in ("l_spec", "s_spec", "xs_spec"):
+            spec = getattr(self, name)
+            if spec[1] % spec[2]:
+                raise ConfigError(f"{name}: width {spec[1]} is not divisible by its "
+                                  f"{spec[2]} heads")
+        if not 0 <= self.seed < 2**32:  # NumPy's seed range (set_seed seeds it)
+            raise ConfigError(f"seed must be in [0, 2**32 - 1], got {self.seed}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {list(STRATEGIES)}, got "
+                              f"{self.strategy!r}")
+        if not 0 < self.learning_rate < math.inf:
+            raise ConfigError(f"learning_rate must be a finite number > 0, got "
+                              f"{self.learning_rate}")
+        if not 0 <= self.teacher_noise <= 1:
+            raise ConfigError(f"teacher_noise must be a probability in [0, 1], got "
+                              f"{self.teacher_noise}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         for name in ("temperature", "grow_temperature"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < math.inf:

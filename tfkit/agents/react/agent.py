@@ -12,6 +12,8 @@ passes). Every sample, its score and the choice are kept in the trajectory recor
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +40,23 @@ class AgentConfig:
     instructions: bool = False  # prefix each prompt with the step's instructions (large LLMs)
     stop: tuple[str, ...] = ("\n",)  # an output is one line
 
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):  # stop="END" must not become ("E", "N", "D")
+            object.__setattr__(self, "stop", (self.stop,))
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError(f"AgentConfig.stop must be non-empty strings, got {self.stop!r}")
+        for name in ("num_samples", "max_searches", "top_k", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"AgentConfig.{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.max_retries, numbers.Integral) or self.max_retries < 0:
+            raise ValueError(f"AgentConfig.max_retries must be an int >= 0, got "
+                             f"{self.max_retries!r}")
+        if not 0 <= self.temperature < math.inf:
+            raise ValueError(f"AgentConfig.temperature must be a finite number >= 0, got "
+                             f"{self.temperature!r}")
+
 
 @dataclass
 class _Rollout:
@@ -49,6 +68,22 @@ class _Rollout:
     link_counter: int = 0
     budget_exhausted: bool = False
     failures: int = 0
+
+
+def _check_outputs(lm, outs, num_prompts: int) -> None:
+    """A clear error for a LanguageModel whose `generate` breaks the interface."""
+    name = type(lm).__name__
+    if not isinstance(outs, (list, tuple)) or len(outs) != num_prompts:
+        got = f"{len(outs)} rows" if isinstance(outs, (list, tuple)) else type(outs).__name__
+        raise ValueError(f"{name}.generate must return one list of samples per prompt "
+                         f"({num_prompts}), got {got}")
+    for row in outs:
+        bad = [s for s in row if not isinstance(s, Sample)] if isinstance(
+            row, (list, tuple)) else [row]
+        if bad:
+            raise TypeError(f"{name}.generate must return lists of "
+                            f"tfkit.agents.Sample, got {type(bad[0]).__name__}: "
+                            f"{bad[0]!r:.80}")
 
 
 class ReActAgent:
@@ -79,6 +114,10 @@ class ReActAgent:
     def run(self, questions: Sequence[dict], seed: int = 0) -> list[dict]:
         """Rolls out every question (dicts with at least `question`); returns trajectories."""
         cfg = self.config
+        for i, q in enumerate(questions):
+            if not isinstance(q, dict) or not isinstance(q.get("question"), str):
+                raise TypeError(f"question {i} must be a dict with a str 'question' (e.g. "
+                                f"{{'qid': 'q0', 'question': '...'}}), got {q!r:.100}")
         rollouts = [_Rollout(dict(q), AgentState(q["question"], cfg.max_searches))
                     for q in questions]
         round_ = 0
@@ -92,6 +131,7 @@ class ReActAgent:
                                     max_new_tokens=cfg.max_new_tokens, stop=cfg.stop,
                                     seed=seed * 100_003 + round_)
             round_ += 1
+            _check_outputs(self.lm, outs, len(prompts))
             for r, prompt, samples in zip(active, prompts, outs, strict=True):
                 self._advance(r, prompt, samples)
         return [self._record(r) for r in rollouts]

@@ -36,11 +36,32 @@ def run_generation(policy: LanguageModel, search: Callable, questions: Sequence[
     return trajectories, examples
 
 
+def _with_references(q: dict, i: int) -> dict:
+    """`q` with `answers` as a tuple of strings (one str is one reference), or a clear error."""
+    refs = q.get("answers") if isinstance(q, dict) else None
+    if refs is None:
+        hint = " (found 'answer': name it 'answers')" if isinstance(q, dict) and "answer" in q \
+            else ""
+        raise ValueError(f"question {i} needs 'answers', the reference and its aliases{hint}: "
+                         f"{q!r:.100}")
+    refs = (refs,) if isinstance(refs, str) else tuple(refs)  # not its letters
+    if not refs or not all(isinstance(r, str) for r in refs):
+        raise TypeError(f"question {i}: 'answers' must be a str or a list of str, got "
+                        f"{q['answers']!r:.100}")
+    return {**q, "answers": refs}
+
+
 def evaluate_policy(policy: LanguageModel, search: Callable, questions: Sequence[dict], *,
                     agent_config: AgentConfig = DEFAULT_AGENT, runs: int = 10, judge=None,
                     seed: int = 0) -> dict:
     """Accuracy (%) mean/std over `runs` sampled runs, process metrics averaged, and
-    `question_accuracy`: each question's accuracy over the runs (for `paired_difference`)."""
+    `question_accuracy`: each question's accuracy over the runs (for `paired_difference`).
+
+    `questions`: dicts with `question` and `answers` (the reference and its aliases: a list of
+    str, or one str)."""
+    if not questions:
+        raise ValueError("evaluate_policy needs at least one question")
+    questions = [_with_references(q, i) for i, q in enumerate(questions)]
     judge = judge or OfflineJudge()
     agent = ReActAgent(policy, search, agent_config)
     per_run: dict[str, list[float]] = {}

@@ -65,7 +65,7 @@ class _Runner:
     def tokenizer(self) -> WordTokenizer:
         path = self.run.file("tokenizer.json")
         if not path.exists():
-            texts = [d.text for d in self.world.documents]
+            texts = [d.text for d in self.world.documents + self.world.test_documents]
             texts += [q["question"] for q in self.world.train + self.world.dev + self.world.test]
             texts += [e["prompt"] + " " + e["output"] for e in read_jsonl(self.data(
                 "demonstrations"))]
@@ -152,7 +152,7 @@ def _row(name: str, size: str, train: dict, ev: dict) -> dict:
 def _se(ev: dict, split: str) -> float | None:
     """The question-set standard error (None for evaluations recorded before it was kept)."""
     acc = ev.get(f"{split}_question_accuracy")
-    return question_set_se(acc) if acc else None
+    return question_set_se(acc) if acc and len(acc) > 1 else None  # (a 1-question CSV: none)
 
 
 def _paired(before: dict, after: dict) -> dict:
@@ -160,7 +160,9 @@ def _paired(before: dict, after: dict) -> dict:
     out = {}
     for split in ("dev", "test"):
         a, b = before.get(f"{split}_question_accuracy"), after.get(f"{split}_question_accuracy")
-        diff, se = paired_difference(a, b) if a and b else (None, None)
+        diff, se = paired_difference(a, b) if a and b and len(a) > 1 else (None, None)
+        if a and b and len(a) == len(b) == 1:  # a one-question CSV: no standard error
+            diff = b[0] - a[0]
         out.update({f"{split}_difference": diff, f"{split}_difference_se": se})
     return out
 

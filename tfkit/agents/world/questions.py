@@ -103,17 +103,21 @@ def make_questions(kb: KnowledgeBase, starts: set[str], n: int, hops: Sequence[i
 
 def load_csv_questions(path: str | Path, prefix: str = "csv") -> list[Question]:
     """Bamboogle / BamTwoogle-style CSV with `question,answer` columns (answer aliases split
-    on `|`)."""
+    on `|`; header names in any case, other columns ignored, blank rows skipped; UTF-8, with
+    or without a byte-order mark). Raises TfkitError naming the file (and line) otherwise."""
     path = Path(path)
-    if not path.exists():
-        raise TfkitError(f"question file {path} does not exist")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = {c.lower().strip(): c for c in reader.fieldnames or []}
-        if "question" not in cols or "answer" not in cols:
-            raise TfkitError(f"{path} needs 'question' and 'answer' columns, has "
-                             f"{reader.fieldnames}")
-        rows = [(reader.line_num, r[cols["question"]], r[cols["answer"]]) for r in reader]
+    if not path.is_file():
+        raise TfkitError(f"question file {path} does not exist (or is not a file)")
+    try:  # utf-8-sig: spreadsheet exports start with a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = {c.lower().strip(): c for c in reader.fieldnames or []}
+            if "question" not in cols or "answer" not in cols:
+                raise TfkitError(f"{path} needs 'question' and 'answer' columns, has "
+                                 f"{reader.fieldnames}")
+            rows = [(reader.line_num, r[cols["question"]], r[cols["answer"]]) for r in reader]
+    except UnicodeDecodeError as e:
+        raise TfkitError(f"{path} is not UTF-8 text ({e}); save it as UTF-8 CSV") from None
     questions = []
     for i, (line, q, ans) in enumerate(rows):
         if not (q or "").strip():
@@ -122,4 +126,6 @@ def load_csv_questions(path: str | Path, prefix: str = "csv") -> list[Question]:
         if not aliases:
             raise TfkitError(f"{path} line {line}: question {q.strip()[:60]!r} has no answer")
         questions.append(Question(f"{prefix}-{i}", q.strip(), aliases))
+    if not questions:
+        raise TfkitError(f"{path} has no questions (only a header or blank rows)")
     return questions

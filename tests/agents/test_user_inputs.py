@@ -1,0 +1,163 @@
+"""A user's own LLM, search function and files: odd but plausible inputs give clear errors."""
+
+import pytest
+
+from tfkit.agents import (
+    AgentConfig,
+    BM25Search,
+    CallableLM,
+    FunctionSearch,
+    ReActAgent,
+    Sample,
+)
+from tfkit.agents.world.build import load_documents
+from tfkit.agents.world.questions import load_csv_questions
+from tfkit.errors import TfkitError
+
+SEARCH = 'Search(thoughts="t", query="capital of Brev")'
+
+
+def test_callable_lm_skips_leading_newlines_and_names_a_reply_that_is_not_text():
+    lm = CallableLM(lambda p, t, n, s: "\n" + SEARCH + "\nmore")
+    [[s]] = lm.generate(["x"], stop=("\n",))
+    assert s.text == SEARCH  # not "" (cut at the leading newline)
+    [[b]] = CallableLM(lambda p, t, n, s: SEARCH.encode()).generate(["x"])
+    assert b.text == SEARCH
+    for reply in (None, {"text": SEARCH}, 3):
+        with pytest.raises(TypeError, match="generate_fn must return the continuation"):
+            CallableLM(lambda p, t, n, s, r=reply: r).generate(["x"])
+    with pytest.raises(TypeError, match="log-probability must be a number"):
+        CallableLM(lambda p, t, n, s: (SEARCH, "high")).generate(["x"])
+
+
+def test_function_search_refuses_non_lists_and_bad_items_and_skips_repeats():
+    for result in (None, "Paris is the capital of France.", {"text": "x"}):
+        with pytest.raises(TypeError, match="must return a list of results"):
+            FunctionSearch(lambda q, r=result: r)("capital")
+    for item in (1, None, ("a", "b", "c"), {"snippet": "x"}, {"text": None}):
+        with pytest.raises(TypeError, match="result 0 for query 'capital' must be a str"):
+            FunctionSearch(lambda q, i=item: [i])("capital")
+    s = FunctionSearch(lambda q: ["a", "a", ("w", "a"), "b", "c", "d"])("capital", k=3)
+    assert [x.text for x in s] == ["a", "b", "c"] and s[1].source == "result:3"
+    assert FunctionSearch(lambda q: [])("capital") == []
+
+
+def test_bm25_takes_plain_strings_and_names_other_documents():
+    s = BM25Search(["the capital of Brev is Ume Vale .", "Nar is a city ."])
+    assert s("capital of Brev", 1)[0].source == "doc:0"
+    with pytest.raises(TypeError, match="document 1 must be a Document or a str"):
+        BM25Search(["a", 2])
+    with pytest.raises(TfkitError, match="non-empty list"):
+        BM25Search("one long string")
+
+
+class _Broken:
+    def __init__(self, outs):
+        self.outs = outs
+
+    def generate(self, prompts, **kwargs):
+        return self.outs
+
+    def score(self, prompts, continuations):
+        return [0.0] * len(prompts)
+
+
+def test_agent_names_a_language_model_that_breaks_the_interface():
+    search = FunctionSearch(lambda q: ["x"])
+    questions = [{"question": "q1"}, {"question": "q2"}]
+    with pytest.raises(ValueError, match=r"_Broken.generate must return one list of samples "
+                                         r"per prompt \(2\), got 1 rows"):
+        ReActAgent(_Broken([[Sample(SEARCH)]]), search).run(questions)
+    with pytest.raises(TypeError, match="lists of tfkit.agents.Sample, got str"):
+        ReActAgent(_Broken([[SEARCH], [SEARCH]]), search).run(questions)
+    # fewer samples than asked is fine (a failed step when none)
+    [t1, t2] = ReActAgent(_Broken([[], []]), search, AgentConfig(max_retries=0)).run(questions)
+    assert t1["answer"] == "" and t1["failures"] == 4  # every step failed
+
+
+def test_agent_config_refuses_bad_values_and_takes_one_stop_string():
+    assert AgentConfig(stop="END").stop == ("END",)  # not ("E", "N", "D")
+    assert AgentConfig(stop=["\n"]).stop == ("\n",)
+    for kwargs, message in [({"num_samples": 0}, "num_samples"), ({"top_k": 0}, "top_k"),
+                            ({"max_searches": 0}, "max_searches"),
+                            ({"max_new_tokens": 0}, "max_new_tokens"),
+                            ({"max_retries": -1}, "max_retries"),
+                            ({"temperature": -1.0}, "temperature"),
+                            ({"temperature": float("nan")}, "temperature"),
+                            ({"stop": ("",)}, "stop")]:
+        with pytest.raises(ValueError, match=f"AgentConfig.{message}"):
+            AgentConfig(**kwargs)
+
+
+def test_csv_with_a_byte_order_mark_quotes_and_blank_lines(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('\ufeffQuestion,Answer\n\n"Who wrote ""Hamlet"", the play?","Shakespeare|'
+                    'W. S."\r\n\n', encoding="utf-8")
+    [q] = load_csv_questions(path)
+    assert q.question == 'Who wrote "Hamlet", the play?' and q.answers == ("Shakespeare", "W. S.")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"question,answer\n", "has no questions"),
+    ("question,answer\ncaf\u00e9?,na\u00efve\n".encode("cp1252"), "is not UTF-8"),
+])
+def test_csv_without_questions_or_not_utf8_is_named(tmp_path, content, message):
+    path = tmp_path / "q.csv"
+    path.write_bytes(content)
+    with pytest.raises(TfkitError, match=message):
+        load_csv_questions(path)
+    with pytest.raises(TfkitError, match="does not exist"):
+        load_csv_questions(tmp_path)  # a folder
+
+
+def test_documents_file_byte_order_mark_and_empty(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("\ufeffBrev is a country .\r\n\r\nUme is a city .\n", encoding="utf-8")
+    assert [d.text for d in load_documents(path)] == ["Brev is a country .", "Ume is a city ."]
+    path.write_text("\n  \n")
+    with pytest.raises(TfkitError, match="docs.txt has no documents"):
+        load_documents(path)
+
+
+def test_evaluating_no_questions_is_an_error_not_zero_accuracy():
+    from tfkit.agents.rest import evaluate_policy
+
+    lm = CallableLM(lambda p, t, n, s: SEARCH)
+    with pytest.raises(ValueError, match="at least one question"):
+        evaluate_policy(lm, FunctionSearch(lambda q: []), [], runs=2)
+
+
+def test_references_given_as_one_string_are_not_split_into_letters():
+    from tfkit.agents.rest import evaluate_policy
+
+    lm = CallableLM(lambda p, t, n, s: {
+        "d": 'Terminate(thoughts="t")', "a": 'Answer(text="Paris")'}.get(p[0], "Pass()"))
+    search = FunctionSearch(lambda q: [])
+    one = evaluate_policy(lm, search, [{"question": "capital?", "answers": "Paris"}], runs=1)
+    assert one["accuracy_mean"] == 100.0  # was 0: "Paris" judged as "P", "a", "r", ...
+    with pytest.raises(ValueError, match="needs 'answers'.*name it 'answers'"):
+        evaluate_policy(lm, search, [{"question": "capital?", "answer": "Paris"}], runs=1)
+    with pytest.raises(TypeError, match="question 0 must be a dict with a str 'question'"):
+        ReActAgent(lm, search).run(["capital?"])
+
+
+def test_keras_nlp_adapter_keeps_the_end_of_a_prompt_longer_than_the_model():
+    keras_nlp = pytest.importorskip("keras_nlp")
+    from tests.agents.test_models import _toy_gpt2
+
+    lm, tokenizer = _toy_gpt2(keras_nlp)  # 32 positions
+    prompt = "airplane at" + " at" * 40  # 43 tokens: an XLA slice error before
+    [[s]] = lm.generate([prompt], temperature=1.0, max_new_tokens=4, seed=1)
+    assert len(tokenizer(s.text)) <= 4
+    assert lm.score([prompt], ["plane"])[0] < 0
+    with pytest.raises(TfkitError, match="leaves no room for a prompt"):
+        lm.generate(["air"], max_new_tokens=31)
+
+
+def test_keras_lm_names_a_model_that_is_not_a_decoder_lm():
+    from tfkit.agents import KerasLM, WordTokenizer
+    from tfkit.backend import keras
+
+    model = keras.Sequential([keras.layers.Embedding(10, 4), keras.layers.Dense(10)])
+    with pytest.raises(TypeError, match="needs a tfkit.models.DecoderLM.*got Sequential"):
+        KerasLM(model, WordTokenizer.fit(["a b"]))
