@@ -52,3 +52,18 @@ def test_a_key_error_inside_a_run_is_a_bug_not_a_user_error(monkeypatch, tmp_pat
     monkeypatch.setattr(experiments, "run_experiment", broken)
     with pytest.raises(KeyError, match="gen1"):  # with its traceback, not "error: gen1"
         main(["run", "promot", "--quick", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("patch_size=5", "patch_size 5 does not divide the 32 px images of cifar10"),
+    ("vit_heads=3", "vit_hidden_dim 128 is not divisible by vit_heads 3"),
+    ("dataset=tinyshakespeare", "dataset must be one of"),
+    ("severities=0,6", "severities must be in 1..5"),
+    ("eval_examples=0", "eval_examples must be at least 1"),
+    ("resnet_widths=", "resnet_widths must be one or more positive ints"),
+])
+def test_bad_robustness_values_are_one_line_errors_before_any_work(capsys, tmp_path, override,
+                                                                    message):
+    assert main(["run", "robustness", "--set", override, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -101,3 +101,22 @@ def test_text_encoding_and_next_token_windows():
     assert (again == x).all()
     with pytest.raises(DataError, match="too short"):
         d.next_token_windows(ids[:10], count=1, length=16, seed=0)
+
+
+def test_a_data_dir_without_the_file_is_named_in_the_error(tmp_path):
+    with pytest.raises(DataError, match=f"no mnist.npz in '{tmp_path}'"):
+        d.load("mnist", data_dir=tmp_path, download=False)
+    np.savez(tmp_path / "cifar10_train.npz", x_train=np.zeros((2, 32, 32, 3), np.uint8),
+             y_train=np.zeros((2, 1), np.uint8))
+    with pytest.raises(DataError, match="cifar10_test.npz is missing"):
+        d.load("cifar10", data_dir=tmp_path, download=False)
+
+
+def test_image_dataset_gives_float_grayscale_images_a_channel_axis_too():
+    from tfkit.datasets.pipeline import image_dataset
+
+    x = np.zeros((4, 8, 8), np.uint8)
+    y = np.zeros(4, np.int64)
+    for images in (x, x.astype(np.float32) / 255.0):
+        batch, _ = next(iter(image_dataset(images, y, batch_size=2)))
+        assert batch.shape == (2, 8, 8, 1) and batch.dtype == "float32"

@@ -92,3 +92,39 @@ def test_demo_sets_aside_a_folder_holding_another_config(tmp_path):
     assert (tmp_path / "toy.old" / "results.json").exists() and not out.exists()
     run_experiment(TOY, other, out, log=None)
     assert set_aside_other_run(TOY, cfg, out) == tmp_path / "toy.old2"  # nothing overwritten
+
+
+def test_a_folder_whose_run_failed_before_any_work_takes_the_corrected_config(tmp_path):
+    def failing(cfg, run):
+        raise FileNotFoundError("no data")  # e.g. a missing dataset file, before any stage
+
+    broken = Experiment("toy", ToyConfig, failing, TOY.headline)
+    with pytest.raises(FileNotFoundError):
+        run_experiment(broken, TOY.config("full", ["steps=4"]), tmp_path, log=None)
+    results = run_experiment(TOY, TOY.config("full"), tmp_path, log=None)  # e.g. fixed --set
+    assert results["values"] == [0, 0, 0]
+    # Once a stage or a checkpoint exists, another config is refused again.
+    with pytest.raises(ConfigError, match="different config.*steps"):
+        run_experiment(TOY, TOY.config("full", ["steps=4"]), tmp_path, log=None)
+    (tmp_path / "stages" / "step_0.json").unlink()
+    (tmp_path / "stages" / "step_1.json").unlink()
+    (tmp_path / "stages" / "step_2.json").unlink()
+    (tmp_path / "results.json").unlink()
+    (tmp_path / "checkpoints" / "step_0").mkdir()
+    (tmp_path / "checkpoints" / "step_0" / "weights.h5").write_text("x")
+    with pytest.raises(ConfigError, match="different config.*steps"):
+        run_experiment(TOY, TOY.config("full", ["steps=4"]), tmp_path, log=None)
+
+
+def test_a_folder_of_another_experiment_is_named_as_such(tmp_path):
+    @dataclass(frozen=True)
+    class OtherConfig:
+        seed: int = 0
+        data_dir: str | None = None
+        rounds: int = 3
+
+    other = Experiment("other", OtherConfig, lambda cfg, run: run.stage("x", lambda: 1) and {},
+                       TOY.headline)
+    run_experiment(other, other.config("full"), tmp_path, log=None)
+    with pytest.raises(ConfigError, match="another experiment's run.*rounds"):
+        run_experiment(TOY, TOY.config("full"), tmp_path, log=None)

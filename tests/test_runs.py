@@ -35,3 +35,52 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
 def test_markdown_table():
     t = markdown_table([["a", 0.12345]], ["k", "v"], digits=2)
     assert "| a | 0.12 |" in t
+
+
+def _tiny_fit_model():
+    from tfkit.backend import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_fit_resumable_returns_the_whole_history_after_a_resume(tmp_path):
+    import numpy as np
+
+    from tfkit.training import fit_resumable
+
+    x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int64)
+    first = fit_resumable(_tiny_fit_model(), x, y=y, epochs=2, directory=tmp_path, verbose=0)
+    assert len(first["loss"]) == 2
+    # "Interrupted" after 2 of 4 epochs: the resumed fit reports all 4.
+    resumed = fit_resumable(_tiny_fit_model(), x, y=y, epochs=4, directory=tmp_path, verbose=0)
+    assert len(resumed["loss"]) == 4 and resumed["loss"][:2] == first["loss"]
+    done = fit_resumable(_tiny_fit_model(), x, y=y, epochs=4, directory=tmp_path, verbose=0)
+    assert done == resumed  # nothing left to train: the history, not {}
+
+
+def test_fit_resumable_resumes_from_the_checkpoint_even_if_epoch_json_lags(tmp_path):
+    import json
+
+    import numpy as np
+
+    from tfkit.training import ResumableFit, fit_resumable
+
+    x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int64)
+    fit_resumable(_tiny_fit_model(), x, y=y, epochs=3, directory=tmp_path, verbose=0)
+    # Killed between saving checkpoint 3 and writing epoch.json: it still says 2.
+    state = json.loads((tmp_path / "epoch.json").read_text())
+    state["epoch"] = 2
+    (tmp_path / "epoch.json").write_text(json.dumps(state))
+    assert ResumableFit(tmp_path).restore(_tiny_fit_model()) == 3
+
+
+def test_a_file_given_as_the_run_directory_is_a_clear_error(tmp_path, capsys):
+    from tfkit.cli import main
+
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["run", "robustness", "--out", str(tmp_path / "notes.txt")]) == 2
+    assert "is a file, not a run directory" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

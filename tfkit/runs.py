@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tfkit.errors import TfkitError
+
 __all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "write_json", "read_json",
            "markdown_table"]
 
@@ -97,6 +99,8 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, log: Callable[[str], None] | None = print):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise TfkitError(f"{self.path} is a file, not a run directory; pass another --out")
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints = self.path / "checkpoints"
         self.checkpoints.mkdir(exist_ok=True)

@@ -29,6 +29,7 @@ class ResumableFit(keras.callbacks.Callback):
         super().__init__()
         self.directory = str(directory)
         self.max_to_keep = max_to_keep
+        self.history: dict[str, list[float]] = {}  # every epoch's logs, restored ones included
         self._manager: tf.train.CheckpointManager | None = None
 
     def _manager_for(self, model: keras.Model) -> tf.train.CheckpointManager:
@@ -38,33 +39,40 @@ class ResumableFit(keras.callbacks.Callback):
         return self._manager
 
     def restore(self, model: keras.Model) -> int:
-        """Restores the latest checkpoint into `model`; returns the epoch to start from."""
-        state = Path(self.directory) / "epoch.json"
-        if not state.exists():
-            return 0
+        """Restores the latest checkpoint into `model` (and the logs of its epochs into
+        `history`); returns the epoch to start from: the checkpoint's, which is its number."""
         manager = self._manager_for(model)
         if manager.latest_checkpoint is None:
             return 0
         if not model.optimizer.variables:  # build optimizer slots so they restore too
             model.optimizer.build(model.trainable_variables)
         manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        return int(json.loads(state.read_text())["epoch"])
+        epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
+        state = Path(self.directory) / "epoch.json"
+        saved = json.loads(state.read_text()).get("history", {}) if state.exists() else {}
+        self.history = {k: [float(v) for v in values[:epoch]] for k, values in saved.items()}
+        return epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
         self._manager_for(self.model).save(checkpoint_number=epoch + 1)
-        atomic_write_text(Path(self.directory) / "epoch.json", json.dumps({"epoch": epoch + 1}))
+        atomic_write_text(Path(self.directory) / "epoch.json",
+                          json.dumps({"epoch": epoch + 1, "history": self.history}))
 
 
 def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | os.PathLike,
                   callbacks: list | None = None, **fit_kwargs: Any) -> dict:
     """`model.fit(x, epochs=...)` that resumes from `directory` after an interruption.
 
-    Returns the history dict of the epochs run now (empty when training had already finished).
+    Returns the history dict of every epoch, those of earlier (interrupted) fits included.
     """
     cb = ResumableFit(directory)
     start = cb.restore(model)
+    earlier = {k: list(values) for k, values in cb.history.items()}
     if start >= epochs:
-        return {}
+        return earlier
     history = model.fit(x, epochs=epochs, initial_epoch=start,
                         callbacks=[cb, *(callbacks or [])], **fit_kwargs)
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return {k: earlier.get(k, []) + [float(v) for v in vals]
+            for k, vals in history.history.items()}

@@ -72,3 +72,13 @@ def test_errors_name_the_valid_choices():
         corrupt(_photos(), "rain", 1)
     with pytest.raises(CorruptionError, match="severity"):
         corrupt(_photos(), "fog", 6)
+
+
+def test_one_image_is_corrupted_as_a_batch_of_one_also_in_an_unbatched_dataset():
+    x = _photos(n=2)
+    for name in ("fog", "shot_noise", "jpeg_compression"):
+        one = corrupt(x[0], name, 3, seed=1)
+        assert one.shape == x.shape[1:] and one.dtype == tf.uint8
+        np.testing.assert_array_equal(one, corrupt(x[:1], name, 3, seed=1)[0])
+    ds = tf.data.Dataset.from_tensor_slices(x).map(lambda im: corrupt(im, "fog", 3, seed=0))
+    assert next(iter(ds)).shape == x.shape[1:]

@@ -30,9 +30,10 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 FEMNIST_CLASSES = tuple(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 
 
-def _missing(name: str, files: str, why: str) -> DataError:
+def _missing(name: str, files: str, why: str, root: os.PathLike | None = None) -> DataError:
+    where = f"no {files} in {str(root)!r}" if root is not None else "no local copy"
     return DataError(
-        f"{name}: no local copy and the download failed ({why}). Put {files} in a folder and "
+        f"{name}: {where} and the download failed ({why}). Put {files} in a folder and "
         f"pass data_dir=... (CLI: --data-dir) or set TFKIT_DATA_DIR.")
 
 
@@ -59,10 +60,10 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
 
             (xtr, ytr), (xte, yte) = keras.datasets.mnist.load_data()
         except Exception as e:
-            raise _missing("mnist", "mnist.npz", f"{type(e).__name__}: {e}") from None
+            raise _missing("mnist", "mnist.npz", f"{type(e).__name__}: {e}", root) from None
         source = "keras.datasets.mnist"
     else:
-        raise _missing("mnist", "mnist.npz", "download disabled")
+        raise _missing("mnist", "mnist.npz", "download disabled", root)
     return ImageDataset("mnist", _split("mnist train", xtr, ytr, 9),
                         _split("mnist test", xte, yte, 9), 10, tuple(string.digits), source)
 
@@ -72,6 +73,9 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
     """CIFAR-10: uint8 32x32x3 images, labels 0-9 (the shared copy has a 20,000 train subset)."""
     root = resolve_data_dir(data_dir)
     if root is not None and (root / "cifar10_train.npz").exists():
+        if not (root / "cifar10_test.npz").exists():
+            raise _missing("cifar10", "cifar10_train.npz and cifar10_test.npz",
+                           f"{root / 'cifar10_test.npz'} is missing", root)
         tr = load_npz(root / "cifar10_train.npz", {"x_train": (32, 32, 3), "y_train": (1,)})
         te = load_npz(root / "cifar10_test.npz", {"x_test": (32, 32, 3), "y_test": (1,)})
         xtr, ytr, xte, yte = tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
@@ -83,10 +87,11 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
             (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
         except Exception as e:
             raise _missing("cifar10", "cifar10_train.npz and cifar10_test.npz",
-                           f"{type(e).__name__}: {e}") from None
+                           f"{type(e).__name__}: {e}", root) from None
         source = "keras.datasets.cifar10"
     else:
-        raise _missing("cifar10", "cifar10_train.npz and cifar10_test.npz", "download disabled")
+        raise _missing("cifar10", "cifar10_train.npz and cifar10_test.npz", "download disabled",
+                       root)
     return ImageDataset("cifar10", _split("cifar10 train", xtr, ytr, 9),
                         _split("cifar10 test", xte, yte, 9), 10, CIFAR10_CLASSES, source)
 
@@ -129,10 +134,11 @@ def load_femnist(data_dir: str | os.PathLike | None = None, download: bool = Tru
             train, test = _femnist_from_tff()
         except Exception as e:
             raise _missing("femnist", "femnist_train.npz and femnist_test.npz",
-                           f"{type(e).__name__}: {e}") from None
+                           f"{type(e).__name__}: {e}", root) from None
         source = "tff.simulation.datasets.emnist"
     else:
-        raise _missing("femnist", "femnist_train.npz and femnist_test.npz", "download disabled")
+        raise _missing("femnist", "femnist_train.npz and femnist_test.npz", "download disabled",
+                       root)
     return ImageDataset("femnist", train, test, 62, FEMNIST_CLASSES, source)
 
 

@@ -19,6 +19,7 @@ def image_dataset(x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 
                   shuffle: bool = False, seed: int = 0, repeat: bool = False) -> tf.data.Dataset:
     """A batched `tf.data.Dataset` of float32 [0, 1] NHWC images (and int64 labels)."""
     xf = to_float(x) if x.dtype == np.uint8 else x.astype(np.float32)
+    xf = xf[..., None] if xf.ndim == 3 else xf  # float grayscale [N, H, W] too
     ds = tf.data.Dataset.from_tensor_slices(xf if y is None else (xf, y.astype(np.int64)))
     if shuffle:
         ds = ds.shuffle(min(len(xf), 10_000), seed=seed, reshuffle_each_iteration=True)

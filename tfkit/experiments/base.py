@@ -43,6 +43,10 @@ class Experiment:
         extendable: config fields a re-run into the same directory may change: the run then
             continues instead of refusing the directory (e.g. FedMD's `rounds`: "5 more rounds"
             resumes from the last finished round; `run` must handle the changed value).
+        check: `check(config)` raises `ConfigError` for a resolved config whose fields do not
+            fit together (e.g. a patch size that does not divide the images); `config()` calls
+            it after every override, before any run directory is touched. Checks of one field
+            belong in the config's `__post_init__`.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Experiment:
     quick: Mapping[str, Any] = field(default_factory=dict)
     demo: Mapping[str, Any] = field(default_factory=dict)
     extendable: tuple[str, ...] = ()
+    check: Callable[[Any], None] | None = None
 
     @property
     def summary(self) -> str:
@@ -70,7 +75,10 @@ class Experiment:
         elif size != "full":
             raise ConfigError(f"size must be full, quick or demo, not {size!r}")
         cfg = dataclasses.replace(cfg, **{k: v for k, v in fields.items() if v is not None})
-        return apply_overrides(cfg, overrides)
+        cfg = apply_overrides(cfg, overrides)
+        if self.check is not None:
+            self.check(cfg)
+        return cfg
 
 
 def _changed_fields(experiment: Experiment, config: Any, out: Path) -> tuple[dict, list[str]]:
@@ -84,13 +92,19 @@ def _changed_fields(experiment: Experiment, config: Any, out: Path) -> tuple[dic
     return old, sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
 
 
+def _has_work(out: Path) -> bool:
+    """Whether a run folder holds any file besides config.json (a stage record, checkpoint,
+    model, data, results ...). A run that failed at its start, e.g. on missing data, has none."""
+    return any(p.is_file() and p != out / "config.json" for p in out.rglob("*"))
+
+
 def set_aside_other_run(experiment: Experiment, config: Any, out: str | Path) -> Path | None:
     """Renames `out` to `out.old`, `out.old2`, ... when it holds a run of another config (one
     that `run_experiment` would refuse); returns the new name, or None when nothing moved. For
     `tfkit demo`, whose folders are reused from run to run while its presets change."""
     out = Path(out)
     _, diff = _changed_fields(experiment, config, out)
-    if not set(diff) - set(experiment.extendable):
+    if not set(diff) - set(experiment.extendable) or not _has_work(out):
         return None
     n, target = 1, out.with_name(out.name + ".old")
     while target.exists():
@@ -102,7 +116,11 @@ def set_aside_other_run(experiment: Experiment, config: Any, out: str | Path) ->
 
 def run_experiment(experiment: Experiment, config: Any, out: str | Path,
                    log: Callable[[str], None] | None = print) -> dict:
-    """Runs `experiment` with `config` into `out`, resuming a previous run of the same config."""
+    """Runs `experiment` with `config` into `out`, resuming a previous run of the same config.
+
+    A folder holding a run of another config is refused (`ConfigError`), unless the fields
+    that differ are `extendable`, or that run stopped before writing anything but its
+    config.json (e.g. on a missing data file): its config is then replaced."""
     run = RunDir(out, log=log)
     resolved = to_dict(config)
     old, diff = _changed_fields(experiment, config, run.path)
@@ -110,7 +128,16 @@ def run_experiment(experiment: Experiment, config: Any, out: str | Path,
         if diff and set(diff) <= set(experiment.extendable):
             run.log("continuing with " + ", ".join(f"{k} {old.get(k)} -> {resolved.get(k)}"
                                                    for k in diff))
+        elif diff and not _has_work(run.path):
+            run.log("replacing the config of a run that stopped before any work (fields "
+                    f"differ: {', '.join(diff)})")
         elif diff:
+            foreign = sorted(set(old) - set(resolved))
+            if foreign:
+                raise ConfigError(
+                    f"{out} holds another experiment's run (or an older tfkit's): its "
+                    f"config.json has fields {experiment.name} lacks ({', '.join(foreign)}); "
+                    "use another --out")
             raise ConfigError(
                 f"{out} holds a run of a different config (fields differ: {', '.join(diff)}); "
                 "use another --out, or the same settings to resume it")

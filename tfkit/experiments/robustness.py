@@ -8,12 +8,14 @@ layer CKA), then write tables, plots and report.md (`tfkit.robustness.report`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from tfkit import datasets
 from tfkit.backend import keras, set_seed, tf
+from tfkit.config import ConfigError
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.models import ResNet, ViT
 from tfkit.robustness import registry
@@ -23,6 +25,7 @@ from tfkit.training import fit_resumable
 
 MODELS = ("vit", "resnet")
 SUITES = ("clean", "corruptions", "adversarial", "spatial", "patch", "layers")  # layers: + CKA
+IMAGE_SIZES = {"cifar10": 32, "mnist": 28, "femnist": 28, "digits": 8}  # the image datasets
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,44 @@ class Config:
     rotations: tuple[float, ...] = (-30.0, -15.0, 0.0, 15.0, 30.0)
     translations: tuple[int, ...] = (-3, 0, 3)  # pixels (about 10 % of 32)
     cka_examples: int = 500
+
+    def __post_init__(self) -> None:
+        if self.dataset not in IMAGE_SIZES:
+            raise ConfigError(f"dataset must be one of {sorted(IMAGE_SIZES)}, got "
+                              f"{self.dataset!r}")
+        for name in ("train_examples", "eval_examples", "epochs", "batch_size", "patch_size",
+                     "vit_layers", "vit_hidden_dim", "vit_heads", "vit_mlp_dim",
+                     "resnet_blocks", "pgd_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.cka_examples < 2:
+            raise ConfigError(f"cka_examples must be at least 2, got {self.cka_examples}")
+        if not 0 < self.learning_rate < math.inf or not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"learning_rate must be > 0 and weight_decay >= 0, got "
+                              f"{self.learning_rate} and {self.weight_decay}")
+        if not self.resnet_widths or min(self.resnet_widths) < 1:
+            raise ConfigError(f"resnet_widths must be one or more positive ints, got "
+                              f"{self.resnet_widths}")
+        if not self.severities or not set(self.severities) <= {1, 2, 3, 4, 5}:
+            raise ConfigError(f"severities must be in 1..5, got {self.severities}")
+        for name in ("linf_epsilons", "l2_epsilons"):
+            values = getattr(self, name)
+            if not values or not all(0 < v < math.inf for v in values):
+                raise ConfigError(f"{name} must be one or more numbers > 0, got {values}")
+        if not self.rotations or not self.translations:
+            raise ConfigError("rotations and translations need at least one value each "
+                              "(0 for none)")
+
+
+def check(config: Config) -> None:
+    """The checks across fields (after every --set, see `Experiment.check`)."""
+    side = IMAGE_SIZES[config.dataset]
+    if side % config.patch_size:
+        raise ConfigError(f"patch_size {config.patch_size} does not divide the {side} px "
+                          f"images of {config.dataset}")
+    if config.vit_hidden_dim % config.vit_heads:
+        raise ConfigError(f"vit_hidden_dim {config.vit_hidden_dim} is not divisible by "
+                          f"vit_heads {config.vit_heads}")
 
 
 def _load(config: Config) -> tuple[datasets.ImageDataset, np.ndarray, np.ndarray, np.ndarray,
@@ -169,7 +210,7 @@ def headline(results: dict) -> Headline:
 
 EXPERIMENT = Experiment(
     name="robustness",
-    config_cls=Config, run=run, headline=headline,
+    config_cls=Config, run=run, headline=headline, check=check,
     # Quick: sized for ~10-15 min on 2 idle cores (the machine is shared, so expect longer).
     quick={"train_examples": 10_000, "eval_examples": 200, "epochs": 4, "vit_layers": 4,
            "vit_hidden_dim": 64, "vit_heads": 4, "vit_mlp_dim": 128, "resnet_blocks": 2,

@@ -19,7 +19,14 @@ from tfkit import datasets
 from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
 from tfkit.robustness import registry
-from tfkit.runs import markdown_table, write_json
+from tfkit.robustness.evaluate import (
+    as_dataset,
+    as_predict_fn,
+    check_differentiable,
+    check_input_shape,
+)
+from tfkit.robustness.model_perturbations import block_names
+from tfkit.runs import markdown_table, read_json, write_json
 
 __all__ = ["eval_command", "load_model"]
 
@@ -71,15 +78,18 @@ def load_model(path: str | os.PathLike) -> Any:
     return predict_fn
 
 
-def _check_shape(model: Any, images: np.ndarray) -> None:
-    shape = getattr(model, "input_shape", None)
-    if isinstance(shape, list):
-        shape = shape[0]
-    if not shape:
+def _check_target(target: Path) -> None:
+    """Refuses to overwrite a JSON file that an earlier evaluation did not write (e.g. a
+    `tfkit run` directory's results.json), before any work."""
+    if not target.exists():
         return
-    want, have = tuple(shape[1:]), images.shape[1:]
-    if len(want) != len(have) or any(w not in (None, h) for w, h in zip(want, have, strict=True)):
-        raise TfkitError(f"the model expects images of shape {want}, the dataset has {have}")
+    try:
+        previous = read_json(target)
+    except (ValueError, OSError):
+        previous = None
+    if not (isinstance(previous, dict) and {"model", "data", "results"} <= set(previous)):
+        raise TfkitError(f"{target} exists and is not a `tfkit eval robustness` result (a run "
+                         "directory's?); pass another --out")
 
 
 def eval_command(model: str, data: str, suites: list[str], data_dir: str | None = None,
@@ -91,6 +101,12 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     if unknown:
         raise registry.UnknownEvaluatorError(
             f"unknown suite(s) {unknown}; valid: {', '.join(registry.SUITES)}")
+    if limit < 1:
+        raise TfkitError(f"--limit must be at least 1, got {limit}")
+    target = None
+    if out is not None:
+        target = Path(out) if Path(out).suffix == ".json" else Path(out) / "results.json"
+        _check_target(target)
     dataset = datasets.load(data, data_dir)
     if not isinstance(dataset, datasets.ImageDataset):
         raise TfkitError(f"{data!r} is not an image dataset")
@@ -99,7 +115,15 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     images = images[..., None] if images.ndim == 3 else images
     labels = test.y
     predictor = load_model(model)
-    _check_shape(predictor, images)
+    check_input_shape(predictor, images.shape[1:])
+    if "layers" in suites:  # fail now, not after the input suites have run for minutes
+        if not isinstance(predictor, keras.Model):
+            raise TfkitError(f"the layers suite needs a Keras model (it edits layers); "
+                             f"{model!r} loads as a SavedModel signature: drop `layers` from "
+                             "--suite or pass the .keras file")
+        block_names(predictor)
+    if "adversarial" in suites:
+        check_differentiable(as_predict_fn(predictor), as_dataset((images[:8], labels[:8])))
     options = {name: {"seed": seed} for name in ("corruptions", "adversarial", "patch")}
     print(f"tfkit eval robustness: {model} on {len(images)} {data} test images, suites "
           f"{', '.join(suites)}", flush=True)
@@ -107,9 +131,7 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
                            log=lambda line: print(line, flush=True))
     rows = [[k, v] for k, v in results.items() if isinstance(v, float)]
     print(markdown_table(rows, ["metric", "value"]))
-    if out is not None:
-        out = Path(out)
-        target = out if out.suffix == ".json" else out / "results.json"
+    if target is not None:
         write_json(target, {"model": str(model), "data": data, "examples": len(images),
                             "seed": seed, "results": results})
         print(f"results: {target}")

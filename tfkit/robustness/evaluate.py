@@ -7,7 +7,13 @@ arrays) and yields `(name, value)` pairs:
     >>> for name, value in corruptions(model, (x_test, y_test), severities=(1, 5)):
     ...     print(name, value)                        # corruptions/fog/1 0.71 ...
 
-Names are slash-separated paths ("adversarial/pgd_linf/0.0078"); values are floats.
+Names are slash-separated paths ("adversarial/pgd_linf/0.0078"); values are floats. A new
+evaluator starts with `fn, ds = prepare(model, data)` (checked predict_fn and float batches):
+
+    >>> @registry.register("blur")                                      # doctest: +SKIP
+    ... def blur(model, data):
+    ...     fn, ds = prepare(model, data)
+    ...     yield "blur/accuracy", metrics.accuracy(*predict(fn, ((blurred(x), y) for x, y in ds)))
 """
 
 from __future__ import annotations
@@ -18,37 +24,110 @@ from typing import Any
 import numpy as np
 
 from tfkit.backend import keras, tf
+from tfkit.errors import TfkitError
 from tfkit.robustness import metrics, patch, spatial
-from tfkit.robustness.adversarial import PGD
+from tfkit.robustness.adversarial import PGD, input_gradient
 from tfkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, seed_pair
 
-__all__ = ["as_predict_fn", "as_dataset", "predict", "clean", "corruptions", "adversarial",
+__all__ = ["EvaluationInputError", "as_predict_fn", "as_dataset", "as_logits", "check_input_shape",
+           "prepare", "predict", "check_differentiable", "clean", "corruptions", "adversarial",
            "spatial_grid", "patches"]
 
 PredictFn = Callable[[tf.Tensor], tf.Tensor]
 Results = Iterator[tuple[str, Any]]
 BATCH_SIZE = 128  # evaluation batch: large enough for throughput, small for memory
+PROBABILITY_TOLERANCE = 1e-3  # |row sum - 1| below which non-negative outputs are probabilities
+
+
+class EvaluationInputError(TfkitError, ValueError):
+    """Data the evaluators cannot use: no examples, or images the model does not take."""
+
+
+def _check_output_shape(shape: Any) -> None:
+    shape = tf.TensorShape(shape)
+    if shape.rank != 2 or shape[-1] == 1:
+        raise EvaluationInputError(
+            f"the model must output [batch, classes] logits or probabilities, it outputs shape "
+            f"{shape} (a one-unit binary model: output [-z, z] or [1 - p, p])")
+
+
+def as_logits(outputs: tf.Tensor) -> tf.Tensor:
+    """float32 logits: the outputs themselves, or log(p) when every row of the batch is a
+    probability vector (a model ending in softmax). softmax(log p) = p, so accuracy, ECE and
+    the attacks' cross-entropy are those of the model's own probabilities."""
+    outputs = tf.cast(outputs, tf.float32)
+    _check_output_shape(outputs.shape)
+    is_probability = tf.logical_and(
+        tf.reduce_all(outputs >= 0.0),
+        tf.reduce_all(tf.abs(tf.reduce_sum(outputs, -1) - 1.0) < PROBABILITY_TOLERANCE))
+    return tf.where(is_probability, tf.math.log(tf.maximum(outputs, 1e-30)), outputs)
 
 
 def as_predict_fn(model: keras.Model | PredictFn) -> PredictFn:
-    """A traced images -> logits function for a Keras model (inference mode) or a callable."""
+    """A images -> logits function for a Keras model (traced, inference mode) or a callable.
+    Probability outputs (rows of non-negative values summing to 1) become log-probabilities."""
     if isinstance(model, keras.Model):
-        return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        shape = getattr(model, "output_shape", None)  # None: a model never called yet
+        if shape is not None and not isinstance(shape, list):
+            _check_output_shape(shape)
+        return tf.function(lambda x: as_logits(model(x, training=False)), reduce_retracing=True)
     if not callable(model):
         raise TypeError(f"expected a Keras model or a predict_fn, got {type(model).__name__}")
-    return model
+    return lambda x: as_logits(model(x))
 
 
 def as_dataset(data: tf.data.Dataset | tuple[np.ndarray, np.ndarray],
                batch_size: int = BATCH_SIZE) -> tf.data.Dataset:
-    """(images, labels) batches; uint8 array images are scaled to float [0, 1]."""
+    """(images, labels) batches of float images: uint8 images (arrays or a dataset's) are
+    scaled to [0, 1], [N, H, W] images get a channel axis, one-hot labels become class ids,
+    and a dataset of single examples (scalar labels) is batched."""
     if isinstance(data, tf.data.Dataset):
-        return data
+        spec = data.element_spec
+        if not (isinstance(spec, tuple) and len(spec) == 2):
+            raise EvaluationInputError(f"the dataset must yield (images, labels) pairs, it "
+                                       f"yields {spec}")
+        if spec[1].shape.rank == 0:  # single examples: batch them like arrays
+            data = data.batch(batch_size)
+
+        def to_float(x, y):
+            x = tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else tf.cast(x, tf.float32)
+            if y.shape.rank == 2:  # one-hot -> class ids; [B, 1] (keras.datasets) -> [B]
+                y = tf.argmax(y, -1) if y.shape[-1] != 1 else y[:, 0]
+            return (x[..., None] if x.shape.rank == 3 else x), y
+
+        return data.map(to_float)
     x, y = data
-    x = np.asarray(x)
+    x, y = np.asarray(x), np.asarray(y)
+    y = np.argmax(y, -1) if y.ndim == 2 and y.shape[1] != 1 else y.reshape(-1)  # one-hot: ids
+    if len(x) == 0:
+        raise EvaluationInputError("the data has no examples")
+    if len(x) != len(y):
+        raise EvaluationInputError(f"{len(x)} images but {len(y)} labels")
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     x = x[..., None] if x.ndim == 3 else x
-    return tf.data.Dataset.from_tensor_slices((x, np.asarray(y).reshape(-1))).batch(batch_size)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+def check_input_shape(model: Any, image_shape: Sequence[int | None]) -> None:
+    """Raises EvaluationInputError when `model.input_shape` (a Keras model's, or a loaded
+    SavedModel's predict_fn's) does not accept images of `image_shape` ([H, W, C])."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, list):
+        shape = shape[0]
+    if not shape:
+        return
+    want, have = tuple(shape[1:]), tuple(image_shape)
+    if len(want) != len(have) or any(w is not None and h is not None and w != h
+                                     for w, h in zip(want, have, strict=True)):
+        raise EvaluationInputError(f"the model expects images of shape {want}, the data has "
+                                   f"{have}")
+
+
+def prepare(model: keras.Model | PredictFn, data: Any) -> tuple[PredictFn, tf.data.Dataset]:
+    """(as_predict_fn(model), as_dataset(data)) after checking the images fit the model."""
+    ds = as_dataset(data)
+    check_input_shape(model, ds.element_spec[0].shape[1:])
+    return as_predict_fn(model), ds
 
 
 def predict(fn: PredictFn, ds: Iterable[tuple[tf.Tensor, tf.Tensor]]
@@ -58,7 +137,18 @@ def predict(fn: PredictFn, ds: Iterable[tuple[tf.Tensor, tf.Tensor]]
     for x, y in ds:
         logits.append(np.asarray(fn(x)))
         labels.append(np.asarray(y).reshape(-1))
-    return np.concatenate(logits), np.concatenate(labels)
+    if not logits:
+        raise EvaluationInputError("the data has no examples")
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    _check_classes(logits, labels)
+    return logits, labels
+
+
+def _check_classes(logits: np.ndarray, labels: np.ndarray) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[-1]):
+        raise EvaluationInputError(
+            f"labels go up to {labels.max()} (from {labels.min()}) but the model outputs "
+            f"{logits.shape[-1]} classes")
 
 
 def _accuracy(fn: PredictFn, ds: Iterable[tuple[tf.Tensor, tf.Tensor]]) -> float:
@@ -67,7 +157,7 @@ def _accuracy(fn: PredictFn, ds: Iterable[tuple[tf.Tensor, tf.Tensor]]) -> float
 
 def clean(model: keras.Model | PredictFn, data: Any) -> Results:
     """clean/accuracy and clean/ece."""
-    logits, labels = predict(as_predict_fn(model), as_dataset(data))
+    logits, labels = predict(*prepare(model, data))
     yield "clean/accuracy", metrics.accuracy(logits, labels)
     yield "clean/ece", metrics.expected_calibration_error(logits, labels)
 
@@ -80,7 +170,7 @@ def corruptions(model: keras.Model | PredictFn, data: Any,
     Batch i is corrupted with seed (seed, corruption index, severity, i). The ops run eagerly
     batch by batch: on evaluation-sized data that beats tracing 75 `tf.data` pipelines.
     """
-    fn, ds = as_predict_fn(model), as_dataset(data)
+    fn, ds = prepare(model, data)
     accs = []
     for c_index, name in enumerate(names):
         for severity in severities:
@@ -92,12 +182,24 @@ def corruptions(model: keras.Model | PredictFn, data: Any,
     yield "corruptions/mean_accuracy", float(np.mean(accs))
 
 
+def check_differentiable(fn: PredictFn, ds: tf.data.Dataset) -> None:
+    """Raises a TfkitError now, on one batch, unless the attacks can differentiate `fn`
+    (e.g. a numpy predict_fn, a uint8 SavedModel) or the labels exceed its classes."""
+    for x, y in ds.take(1):
+        _check_classes(np.asarray(fn(x)), np.asarray(y).reshape(-1))
+        input_gradient(fn, x[:2], y[:2])
+
+
 def adversarial(model: keras.Model | PredictFn, data: Any,
                 linf_epsilons: Sequence[float] = (1 / 255, 2 / 255, 4 / 255, 8 / 255),
                 l2_epsilons: Sequence[float] = (0.1, 0.25, 0.5), steps: int = 10,
                 step_size: float | None = None, seed: int = 0) -> Results:
-    """adversarial/{fgsm_linf,pgd_linf,pgd_l2}/EPSILON accuracy (epsilon on [0, 1] pixels)."""
-    fn, ds = as_predict_fn(model), as_dataset(data)
+    """adversarial/{fgsm_linf,pgd_linf,pgd_l2}/EPSILON accuracy (epsilon on [0, 1] pixels).
+
+    The model must be differentiable in TensorFlow: a Keras model, or a predict_fn of
+    TensorFlow ops (not numpy, not `Model.predict`)."""
+    fn, ds = prepare(model, data)
+    check_differentiable(fn, ds)
 
     @tf.function(reduce_retracing=True)
     def attack(x, y, seed, epsilon, step, norm, steps):  # traced once per (norm, steps)
@@ -123,7 +225,7 @@ def spatial_grid(model: keras.Model | PredictFn, data: Any,
                  translations: Sequence[int] = (-3, 0, 3)) -> Results:
     """spatial/{rotation,translation,rotation_translation}: worst-of-grid accuracy (an example
     counts only if every transform in the grid is classified correctly)."""
-    fn, ds = as_predict_fn(model), as_dataset(data)
+    fn, ds = prepare(model, data)
     grids = {"rotation": spatial.grid(rotations, [0]),
              "translation": spatial.grid([0], translations),
              "rotation_translation": spatial.grid(rotations, translations)}
@@ -138,15 +240,31 @@ def spatial_grid(model: keras.Model | PredictFn, data: Any,
         yield f"spatial/{name}", float(np.mean(all_ok))
 
 
+def _model_patch_size(model: Any, side: int | None) -> int:
+    """The model's patch side in input pixels (a resizing ViT's patches scale with the input)."""
+    p = int(getattr(model, "patch_size", 4))
+    image_size = getattr(model, "image_size", None)
+    if not (getattr(model, "resize_inputs", False) and image_size and side
+            and side != image_size):
+        return p
+    scaled = p * side / image_size
+    if scaled != int(scaled):
+        raise EvaluationInputError(
+            f"{side} px images resize to the ViT's {image_size} px: its {p} px patches are "
+            f"{scaled:g} input px; pass the patch suite a patch_size")
+    return int(scaled)
+
+
 def patches(model: keras.Model | PredictFn, data: Any, patch_size: int | None = None,
             drop_counts: Sequence[int] = (1, 4, 16), noise_patches: int = 4,
             noise_std: float = 0.5, seed: int = 0) -> Results:
     """patch/shuffle, patch/drop/N, patch/noise_aligned, patch/noise_misaligned accuracy.
 
-    `patch_size` defaults to the model's (`model.patch_size`, e.g. a tfkit ViT), else 4.
+    `patch_size` defaults to the model's (`model.patch_size`, e.g. a tfkit ViT; scaled to
+    input pixels when a `resize_inputs` ViT resizes the images), else 4.
     """
-    p = patch_size or int(getattr(model, "patch_size", 4))
-    fn, ds = as_predict_fn(model), as_dataset(data)
+    fn, ds = prepare(model, data)
+    p = patch_size or _model_patch_size(model, ds.element_spec[0].shape[1])
     ops = {"patch/shuffle": lambda x, s: patch.shuffle_patches(x, p, s)}
     for n in drop_counts:
         ops[f"patch/drop/{n}"] = lambda x, s, n=n: patch.drop_patches(x, p, n, s)

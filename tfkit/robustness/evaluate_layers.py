@@ -16,7 +16,7 @@ from tfkit.errors import TfkitError
 from tfkit.layers import TransformerBlock
 from tfkit.robustness import cka as cka_lib
 from tfkit.robustness import model_perturbations as mp
-from tfkit.robustness.evaluate import as_dataset, predict
+from tfkit.robustness.evaluate import as_dataset, check_input_shape, predict
 from tfkit.robustness.metrics import accuracy
 
 __all__ = ["layers", "layer_cka"]
@@ -24,11 +24,14 @@ __all__ = ["layers", "layer_cka"]
 CKA_EXAMPLES = 500  # CKA on n examples builds n x n Gram matrices per layer
 
 
-def _require_keras(model: Any) -> keras.Model:
+def _require_keras(model: Any, data: Any) -> tuple[keras.Model, Any]:
+    """(model, batched dataset) after checking the model is a Keras model that takes the data."""
     if not isinstance(model, keras.Model):
         raise TfkitError("the layers suite needs a Keras model (it edits layers); a bare "
                          "predict_fn or a SavedModel signature only supports input suites")
-    return model
+    ds = as_dataset(data)
+    check_input_shape(model, ds.element_spec[0].shape[1:])
+    return model, ds
 
 
 def layers(model: keras.Model, data: Any, restricted_attention: bool = True,
@@ -36,7 +39,7 @@ def layers(model: keras.Model, data: Any, restricted_attention: bool = True,
     """layers/remove_block/I (and for ViT layers/remove_attention/I, layers/remove_mlp/I),
     then restricted attention: layers/local_attention/{all,late} with a `window`-patch
     neighbourhood and layers/self_cls/{late,last} (late = the second half of the blocks)."""
-    model, ds = _require_keras(model), as_dataset(data)
+    model, ds = _require_keras(model, data)
     names = mp.block_names(model)
     vit = isinstance(model.get_layer(names[0]), TransformerBlock)
     parts = ["block", "attention", "mlp"] if vit else ["block"]
@@ -58,7 +61,7 @@ def layers(model: keras.Model, data: Any, restricted_attention: bool = True,
 def layer_cka(model: keras.Model, data: Any, examples: int = CKA_EXAMPLES
               ) -> Iterator[tuple[str, Any]]:
     """cka/layers (names), cka/all and cka/cls (square matrices as nested lists)."""
-    model, ds = _require_keras(model), as_dataset(data)
+    model, ds = _require_keras(model, data)
     images = []
     for x, _ in ds:
         images.append(np.asarray(x))

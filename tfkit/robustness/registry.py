@@ -65,12 +65,16 @@ def run(model: Any, data: Any, suites: Iterable[str],
     """Runs every evaluator of `suites` and returns {name: value}.
 
     `options[evaluator]` are keyword arguments for that evaluator, e.g.
-    {"adversarial": {"steps": 5}}.
+    {"adversarial": {"steps": 5}}; a key that names no evaluator is an error.
     """
     suites = [s.strip() for s in suites if s.strip()]
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise UnknownEvaluatorError(f"unknown suite(s) {unknown}; valid: {', '.join(SUITES)}")
+    misspelt = [name for name in (options or {}) if name not in EVALUATORS]
+    if misspelt:
+        raise UnknownEvaluatorError(f"options for unknown evaluator(s) {misspelt}; valid: "
+                                    f"{', '.join(EVALUATORS)}")
     results: dict[str, Any] = {}
     for suite in suites:
         for name in SUITES[suite]:

@@ -72,10 +72,11 @@ def seed_pair(seed: int | tf.Tensor, *salt: int | tf.Tensor) -> tf.Tensor:
 
 def corrupt(images: tf.Tensor, corruption: str, severity: int,
             seed: int | tf.Tensor = 0) -> tf.Tensor:
-    """Applies ImageNet-C `corruption` at `severity` (1..5) to a batch of images.
+    """Applies ImageNet-C `corruption` at `severity` (1..5) to a batch of images (or one).
 
     Args:
         images: uint8 [B, H, W, C] in [0, 255] or float [B, H, W, C] in [0, 1]; C is 1 or 3.
+            One image [H, W, C] is corrupted as a batch of one.
         corruption: one of `CORRUPTIONS`.
         severity: 1 (mild) to 5 (severe).
         seed: int or stateless seed pair; same seed, same output.
@@ -87,6 +88,8 @@ def corrupt(images: tf.Tensor, corruption: str, severity: int,
     if severity not in SEVERITIES:
         raise CorruptionError(f"severity must be one of {SEVERITIES}, got {severity!r}")
     images = tf.convert_to_tensor(images)
+    if images.shape.rank == 3:  # one image (e.g. `ds.map` before `batch`): a batch of one
+        return corrupt(images[None], corruption, severity, seed)[0]
     if images.shape.rank != 4 or images.shape[-1] not in (1, 3) or None in images.shape[1:3]:
         raise CorruptionError(f"images must be [batch, H, W, 1 or 3] with static H, W; got "
                               f"{images.shape}")
