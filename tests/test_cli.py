@@ -32,6 +32,25 @@ def test_bad_override_is_rejected(capsys):
     assert "unknown config key" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", experiments.names())
+def test_print_config_lists_every_field_with_its_value_and_runs_nothing(name, capsys, tmp_path,
+                                                                        monkeypatch):
+    import json
+
+    from tfkit.config import field_names, to_dict
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", name, "--quick", "--set", "seed=7", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    cfg = experiments.get(name).config("quick", ["seed=7"])
+    assert printed == to_dict(cfg) and printed["seed"] == 7
+    for key in field_names(cfg):  # every key --set accepts is shown
+        node = printed
+        for part in key.split("."):
+            node = node[part]
+    assert not (tmp_path / "runs").exists()
+
+
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "tfkit.cli", "list"], capture_output=True,
                          text=True, timeout=120)

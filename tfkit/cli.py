@@ -2,6 +2,7 @@
 
     tfkit list
     tfkit run NAME [--quick] [--out DIR] [--data-dir DIR] [--seed N] [--set key=value ...]
+    tfkit run NAME [--quick] [--set key=value ...] --print-config
     tfkit demo [--out DIR] [--only NAME,...]
     tfkit eval robustness --model PATH --data cifar10 --suite corruptions,adversarial,...
     tfkit fedmd worker --port P
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -42,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="random seed (default: the config's)")
     run.add_argument("--workers", help="FedMD: comma-separated TFF worker addresses host:port")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config field, e.g. --set epochs=3 (repeatable)")
+                     help="override a config field, e.g. --set epochs=3 (repeatable); "
+                          "`--print-config` lists the fields")
+    run.add_argument("--print-config", action="store_true",
+                     help="print the resolved config (every field --set accepts, with the "
+                          "value this command would use) as JSON and exit without running")
 
     demo = sub.add_parser("demo", help="every experiment at its smallest size on embedded data")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -123,6 +129,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"workers={args.workers}")
     cfg = exp.config("quick" if args.quick else "full", overrides,
                      seed=args.seed, data_dir=args.data_dir)
+    if args.print_config:
+        from tfkit.config import to_dict
+
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
     out = args.out or _default_out(args.name)
     print(f"tfkit run {args.name}: writing to {out}", flush=True)
     experiments.run_experiment(exp, cfg, out)
