@@ -107,6 +107,17 @@ class Config:
     def __post_init__(self) -> None:
         if self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
+        at_least_one = {"probe_every_steps": (self.probe_every_steps,),
+                        "topk_divisors": self.topk_divisors,
+                        "tflite_divisor": (self.tflite_divisor,),
+                        "latency_runs": (self.latency_runs,)}
+        for name, values in at_least_one.items():
+            if any(v < 1 for v in values):
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.prune_sparsity < 1.0:
+            raise ConfigError(f"prune_sparsity must be in [0, 1), got {self.prune_sparsity}")
+        if any(not 0.0 <= rate < 1.0 for rate in self.label_noise):
+            raise ConfigError(f"label_noise rates must be in [0, 1), got {self.label_noise}")
 
 
 # --- data ------------------------------------------------------------------------------------

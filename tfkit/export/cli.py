@@ -109,6 +109,9 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike,
                   data_dir: str | os.PathLike | None = None) -> int:
     """CLI: writes the four TFLite variants, parity.{json,md} and a card into `out`."""
     src, out = resolve_source(source), Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder; pass a folder for the .tflite "
+                          "files, e.g. tflite/NAME")
     model = src.load()
     kind = infer_kind(model, src.meta)
     if kind != "image_classifier":

@@ -60,7 +60,10 @@ def image_slices(meta: dict, shape: tuple[int, int, int], data_dir: str | os.Pat
     name = meta.get("dataset")
     if not name:
         raise ExportError("the model's meta has no \"dataset\"; it is needed for the held-out "
-                          "slice and int8 calibration")
+                          "slice and int8 calibration: add e.g. \"dataset\": \"cifar10\" (a "
+                          "tfkit.datasets name) to NAME.json beside NAME.keras, or convert a "
+                          "model trained on other data in Python with "
+                          "tfkit.export.convert(model, variant, calibration=...)")
     data = datasets.load(name, data_dir)
     if not isinstance(data, datasets.ImageDataset):
         raise ExportError(f"dataset {name!r} is not an image dataset")

@@ -256,12 +256,30 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
     raise ExportError(f"cannot export models of kind {kind!r}")
 
 
+def _check_replaceable(out: Path) -> None:
+    """Refuses an `out` that exists and is not a SavedModel (an earlier export) or empty: the
+    export replaces `out` as a whole, which must never delete a run directory or the other
+    versions of `saved_models/NAME`."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and ((out / "saved_model.pb").is_file() or not any(out.iterdir())):
+        return
+    what = "a file" if not out.is_dir() else "a folder with other contents"
+    raise ExportError(f"{out} exists and is not a SavedModel ({what}); the export would "
+                      "replace it, so it refuses: pass a new or empty folder, e.g. "
+                      "saved_models/NAME/1 (TF Serving's NAME/VERSION layout)")
+
+
 def export_saved_model(model: Any, meta: dict, out: str | os.PathLike) -> Path:
     """Writes `model` as a SavedModel with explicit signatures into `out` (replacing it).
 
     Use `saved_models/NAME/VERSION` for `out` (the layout TF Serving loads). Returns `out`.
+
+    Raises:
+        ExportError: `out` exists and is neither empty nor an earlier SavedModel export.
     """
     out = Path(out)
+    _check_replaceable(out)
     module = serving_module(model, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

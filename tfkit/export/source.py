@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,25 @@ class ModelSource:
         import tfkit.models  # noqa: F401
         from tfkit.backend import keras
 
+        if _mentions(self.path, b"TopKTransformer"):  # imports keras-nlp only when needed
+            import tfkit.sparsity.keras_nlp_blocks  # noqa: F401  (registers the Top-k blocks)
+
         try:
             return keras.models.load_model(self.path, compile=False, safe_mode=False)
-        except (OSError, ValueError) as e:
-            raise ExportError(f"cannot load {self.path}: {e}") from None
+        except Exception as e:  # noqa: BLE001  Keras raises OSError, ValueError, TypeError, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"cannot load {self.path}: {first} (a model with custom layers "
+                              "loads only where those layers are importable and registered "
+                              "with keras.utils.register_keras_serializable)") from None
+
+
+def _mentions(model_path: Path, name: bytes) -> bool:
+    """Whether the `.keras` archive's model config names `name` (False if unreadable)."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            return name in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
 
 
 def _read_meta(model_path: Path) -> dict[str, Any]:

@@ -40,15 +40,18 @@ class FeedForward(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden_dim = int(input_shape[-1])
+        dtype = self.dtype_policy  # sublayers compute in the block's dtype (bf16, mixed, ...)
         self.intermediate_dense = keras.layers.Dense(
             self.intermediate_dim, kernel_initializer=self.kernel_initializer,
-            name="intermediate_dense")
+            name="intermediate_dense", dtype=dtype)
         self.intermediate_dense.build(input_shape)
         self.activation_fn = keras.activations.get(self.activation)
-        self.top_k_layer = None if self.top_k is None else TopKActivation(self.top_k, name="top_k")
-        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        self.top_k_layer = (None if self.top_k is None
+                            else TopKActivation(self.top_k, name="top_k", dtype=dtype))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=dtype)
         self.output_dense = keras.layers.Dense(
-            hidden_dim, kernel_initializer=self.kernel_initializer, name="output_dense")
+            hidden_dim, kernel_initializer=self.kernel_initializer, name="output_dense",
+            dtype=dtype)
         self.output_dense.build([*input_shape[:-1], self.intermediate_dim])
         super().build(input_shape)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from tfkit.backend import keras, tf
+from tfkit.runs import atomic_write_text
 from tfkit.sparsity.measure import nonzero_fraction
 
 __all__ = ["SparsityMonitor"]
@@ -25,6 +28,8 @@ class SparsityMonitor(keras.callbacks.Callback):
         log_dir: TensorBoard log folder (None = no summaries).
         pad_id: token id to exclude (see `nonzero_fraction`).
         max_batches: batches of each split per probe.
+        history_path: JSON file that keeps `history` across interrupted and resumed fits: each
+            probe rewrites it, and a fit resuming at step s reloads its probes before s.
 
     Example:
         >>> monitor = SparsityMonitor({"train": x[:256]}, every_n_steps=50)  # doctest: +SKIP
@@ -33,13 +38,16 @@ class SparsityMonitor(keras.callbacks.Callback):
 
     def __init__(self, data: dict[str, Any], every_n_steps: int = 100,
                  log_dir: str | os.PathLike | None = None, pad_id: int | None = None,
-                 max_batches: int | None = 2):
+                 max_batches: int | None = 2, history_path: str | os.PathLike | None = None):
         super().__init__()
+        if int(every_n_steps) < 1:
+            raise ValueError(f"SparsityMonitor needs every_n_steps >= 1, got {every_n_steps}")
         self.data = data
         self.every_n_steps = int(every_n_steps)
         self.log_dir = None if log_dir is None else str(log_dir)
         self.pad_id = pad_id
         self.max_batches = max_batches
+        self.history_path = None if history_path is None else str(history_path)
         self.history: list[dict] = []
         self._step = 0
         self._last = -1
@@ -64,9 +72,15 @@ class SparsityMonitor(keras.callbacks.Callback):
                     tf.summary.scalar(f"sparsity/{split}/mean", sum(values) / len(values))
         if self._writer is not None:
             self._writer.flush()
+        if self.history_path is not None:
+            Path(self.history_path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.history_path, json.dumps(self.history))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._step = int(self.model.optimizer.iterations.numpy())
+        if self.history_path is not None and Path(self.history_path).exists():
+            earlier = json.loads(Path(self.history_path).read_text())  # before an interruption
+            self.history = [r for r in earlier if r["step"] < self._step]
         self._probe()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:

@@ -22,7 +22,7 @@ def _swap_in_feed_forward(block: keras.layers.Layer, hidden_dim: int, input_shap
                      activation=keras.activations.serialize(block.activation),
                      top_k=block.top_k, dropout=0.0,  # keras-nlp applies its own dropout after
                      kernel_initializer=keras.initializers.serialize(block.kernel_initializer),
-                     name="feed_forward")
+                     name="feed_forward", dtype=block.dtype_policy)
     ff.build(input_shape)
     block.feed_forward = ff
     block._feedforward_intermediate_dense = ff  # keras-nlp's call: output_dense(interm.(x))

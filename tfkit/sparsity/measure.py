@@ -72,15 +72,43 @@ def probe_activations(layers: list[tuple[str, FeedForward]],
 
 
 def as_batches(data: Any, batch_size: int = 128) -> Iterable[Any]:
-    """Inputs only, batched: accepts arrays, `(x, y)` tuples of arrays, or a `tf.data` dataset."""
+    """Inputs only, batched: accepts arrays, dicts of arrays (keras-nlp style inputs), `(x, y)`
+    tuples of those, or a `tf.data` dataset."""
     if isinstance(data, tf.data.Dataset):
         for item in data:
             yield item[0] if isinstance(item, (tuple, list)) else item
         return
     if isinstance(data, (tuple, list)):
         data = data[0]
+    if isinstance(data, dict):
+        size = len(next(iter(data.values()))) if data else 0
+        for i in range(0, size, batch_size):
+            yield {key: value[i:i + batch_size] for key, value in data.items()}
+        return
     for i in range(0, len(data), batch_size):
         yield data[i:i + batch_size]
+
+
+def _token_mask(x: Any, pad_id: int | None) -> np.ndarray | None:
+    """[batch, length] True at real tokens (None: every position counts): `token ids != pad_id`,
+    and for a dict input (keras-nlp style) also its `padding_mask` where it has one."""
+    if not isinstance(x, dict):
+        return None if pad_id is None else np.asarray(x) != pad_id
+    masks = []
+    if "padding_mask" in x:
+        masks.append(np.asarray(x["padding_mask"]).astype(bool))
+    if pad_id is not None:
+        if "token_ids" not in x:
+            raise MeasureError(f"pad_id={pad_id} needs the token ids, but the dict input has "
+                               f"only {sorted(x)}; pass a \"token_ids\" entry or pad_id=None "
+                               "with a \"padding_mask\"")
+        masks.append(np.asarray(x["token_ids"]) != pad_id)
+    return np.logical_and.reduce(masks) if masks else None
+
+
+def _no_tokens(what: str) -> MeasureError:
+    return MeasureError(f"no tokens to measure: the data is empty, max_batches is 0, or every "
+                        f"position is padding; {what} needs at least one real token")
 
 
 def _measured_layers(model: keras.Model) -> list[tuple[str, FeedForward]]:
@@ -118,14 +146,21 @@ def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
 
     Args:
         model: a Keras model containing `FeedForward` layers (tfkit ViT, DecoderLM, ...).
-        data: inputs as an array, an `(x, y)` tuple, or a `tf.data` dataset of x or (x, y).
+        data: inputs as an array, a dict of arrays (keras-nlp style `{"token_ids",
+            "padding_mask"}`), an `(x, y)` tuple of those, or a `tf.data` dataset of x or
+            (x, y).
         pad_id: token id to exclude (defaults to `model.pad_id` for models with token-id input,
-            e.g. `DecoderLM`); `None` counts every position.
+            e.g. `DecoderLM`); `None` counts every position, except that the positions a dict
+            input's `padding_mask` marks False are always excluded.
         max_batches: stop after this many batches (None = all of `data`).
         batch_size: batch size used when `data` is an array.
 
     Returns:
         {layer name: nonzero fraction in [0, 1]}, in layer order.
+
+    Raises:
+        MeasureError: no token was measured (empty data, `max_batches=0`, all padding), or the
+            padding does not fit the activations.
 
     Example:
         >>> from tfkit.models import ViT
@@ -148,13 +183,14 @@ def nonzero_fraction(model: keras.Model, data: Any, pad_id: int | None = None,
             if max_batches is not None and i >= max_batches:
                 break
             model(x, training=False)
-            mask = None if pad_id is None else np.asarray(x) != pad_id
+            mask = _token_mask(x, pad_id)
             for name, _ in layers:
                 per_token = _real_tokens(counts[name].pop(), mask, name)
                 nonzeros[name] += float(per_token.sum())
                 tokens[name] += float(per_token.size)
-    return {name: nonzeros[name] / max(tokens[name], 1.0) / ff.intermediate_dim
-            for name, ff in layers}
+    if not any(tokens.values()):
+        raise _no_tokens("nonzero_fraction")
+    return {name: nonzeros[name] / tokens[name] / ff.intermediate_dim for name, ff in layers}
 
 
 def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128,
@@ -187,6 +223,7 @@ def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128,
     pad_id = _pad_id(model, pad_id)
     active = {name: np.zeros(ff.intermediate_dim, bool) for name, ff in layers}
     fired: dict[str, list] = {name: [] for name, _ in layers}
+    measured = 0
 
     def seen(name: str, h: tf.Tensor) -> None:  # which neurons are nonzero, per position
         fired[name].append(tf.not_equal(h, 0).numpy())
@@ -194,7 +231,12 @@ def dead_fraction(model: keras.Model, data: Any, batch_size: int = 128,
     with probe_activations(layers, seen):
         for x in as_batches(data, batch_size):
             model(x, training=False)
-            mask = None if pad_id is None else np.asarray(x) != pad_id
+            mask = _token_mask(x, pad_id)
             for name, _ in layers:
-                active[name] |= _real_tokens(fired[name].pop(), mask, name).any(axis=0)
+                h = fired[name].pop()  # [batch, (length,) d_ff]
+                real = _real_tokens(h, mask, name).reshape(-1, h.shape[-1])
+                active[name] |= real.any(axis=0)
+                measured += len(real)
+    if not measured:
+        raise _no_tokens("dead_fraction")
     return {name: 1.0 - float(active[name].mean()) for name, _ in layers}

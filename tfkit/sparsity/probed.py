@@ -16,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from tfkit.backend import keras
@@ -53,10 +55,15 @@ def fit_probed(model: keras.Model, data: Any, probes: dict[str, Any],
         {"history": fit history, "over_training": the monitor's probes, <split>: nonzero
         fraction per layer of the trained model on that split}.
     """
-    monitor = SparsityMonitor(probes, every_n_steps=every_n_steps, max_batches=None)
+    probes_path = Path(directory) / "sparsity_probes.json"  # survives an interruption
+    monitor = SparsityMonitor(probes, every_n_steps=every_n_steps, max_batches=None,
+                              history_path=probes_path)
     history = fit_resumable(model, data, epochs=epochs, directory=directory,
                             callbacks=[monitor], **fit_kwargs)
-    return {"history": history, "over_training": monitor.history,
+    over_training = monitor.history
+    if not over_training and probes_path.exists():  # the fit had finished before: no probes ran
+        over_training = json.loads(probes_path.read_text())
+    return {"history": history, "over_training": over_training,
             **{split: list(nonzero_fraction(model, x).values()) for split, x in probes.items()}}
 
 

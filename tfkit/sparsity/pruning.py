@@ -138,7 +138,8 @@ def prune_neurons(model: keras.Model, keep_fraction: float, data: Any) -> keras.
     Args:
         model: a tfkit model with an `intermediate_dim` config entry (ViT, DecoderLM) whose
             FeedForwards all have that width.
-        keep_fraction: fraction of the d_ff neurons kept per layer (at least 1).
+        keep_fraction: fraction of the d_ff neurons kept per layer, in (0, 1] (at least one
+            neuron is kept).
         data: inputs that rank the neurons (`neuron_importance`), e.g. ~500 training examples.
 
     Returns:
@@ -148,6 +149,9 @@ def prune_neurons(model: keras.Model, keep_fraction: float, data: Any) -> keras.
     """
     from tfkit.sparsity.measure import feed_forward_layers
 
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ValueError(f"prune_neurons needs 0 < keep_fraction <= 1 (the fraction of MLP "
+                         f"neurons kept), got {keep_fraction}")
     config = model.get_config()
     if "intermediate_dim" not in config:
         raise ValueError(f"prune_neurons needs a model with an `intermediate_dim` config entry, "

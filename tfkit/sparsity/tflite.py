@@ -57,6 +57,10 @@ def _copy_model(model: keras.Model) -> keras.Model:
         copy = model.__class__.from_config(model.get_config())
     except (TypeError, ValueError, NotImplementedError):
         copy = keras.models.clone_model(model)
+    if len(copy.weights) != len(model.weights):  # a subclassed model rebuilt unbuilt / changed
+        raise ValueError(f"gathered_top_k copies functional models (tfkit's ViT, DecoderLM, or "
+                         f"keras.Model(inputs, outputs)); {type(model).__name__} does not "
+                         "rebuild with its weights from get_config(); build it functionally")
     copy.set_weights(model.get_weights())
     return copy
 
@@ -82,12 +86,30 @@ def gathered_top_k(model: keras.Model) -> keras.Model:
     return copy
 
 
+def _input_spec(model: keras.Model) -> tf.TensorSpec:
+    """The one input of `model`: a functional model's `Input`, else (subclassed) the tensor it
+    was first called on."""
+    if model.inputs:
+        specs = list(model.inputs)
+    else:
+        saved = model.save_spec()  # None until the model has been called
+        if saved is None:
+            raise ValueError(f"model {model.name!r} has no known input shape; call the model "
+                             "once on an example batch (or build it) before converting it")
+        specs = tf.nest.flatten(saved)
+    if len(specs) != 1:
+        raise ValueError(f"to_tflite(batch_size=...) converts single-input models; "
+                         f"{model.name!r} takes {len(specs)} inputs")
+    return tf.TensorSpec(specs[0].shape, specs[0].dtype)
+
+
 def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = False,
               batch_size: int | None = None) -> bytes:
     """Converts `model` to a TFLite flatbuffer.
 
     Args:
-        model: a Keras model (fixed input shape except the batch).
+        model: a Keras model with one input (fixed shape except the batch); a subclassed
+            model must have been called once (its input shape comes from that call).
         int8: dynamic-range int8 weights (`Optimize.DEFAULT`, no representative data).
         sparse_weights: store sparse (pruned) weights in TFLite's sparse format so sparse
             FULLY_CONNECTED kernels run them (`Optimize.EXPERIMENTAL_SPARSITY`).
@@ -99,7 +121,8 @@ def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = Fal
     if batch_size is None:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
     else:
-        spec = tf.TensorSpec([batch_size, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+        given = _input_spec(model)
+        spec = tf.TensorSpec([batch_size, *given.shape[1:]], given.dtype)
         forward = tf.function(lambda x: model(x, training=False))
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [forward.get_concrete_function(spec)], model)
