@@ -86,3 +86,24 @@ def test_bad_robustness_values_are_one_line_errors_before_any_work(capsys, tmp_p
     assert main(["run", "robustness", "--set", override, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_export_savedmodel_takes_a_data_dir(monkeypatch):
+    from tfkit.export import cli as export_cli
+
+    seen = {}
+    monkeypatch.setattr(export_cli, "export_savedmodel",
+                        lambda source, out, data_dir=None: seen.update(data_dir=data_dir) or 0)
+    assert main(["export", "savedmodel", "run", "--out", "sm/1", "--data-dir", "data"]) == 0
+    assert seen == {"data_dir": "data"}
+
+
+def test_an_unwritable_path_is_a_one_line_error(monkeypatch, capsys):
+    from tfkit.export import cli as export_cli
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/sm/1")
+
+    monkeypatch.setattr(export_cli, "export_tflite", denied)
+    assert main(["export", "tflite", "run", "--out", "/sm/1"]) == 2
+    assert capsys.readouterr().err.strip() == "tfkit: error: [Errno 13] Permission denied: '/sm/1'"

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm = exp_sub.add_parser("savedmodel", help="SavedModel with explicit serving signatures")
     sm.add_argument("source", help="run directory or model file")
     sm.add_argument("--out", type=Path, required=True, help="e.g. saved_models/NAME/1")
+    sm.add_argument("--data-dir", help="folder with the test data for the parity check (else "
+                                       "$TFKIT_DATA_DIR, else a download, else random images)")
     tfl = exp_sub.add_parser("tflite", help="float32 / float16 / int8 TFLite with parity table")
     tfl.add_argument("source", help="run directory or model file")
     tfl.add_argument("--out", type=Path, required=True)
@@ -195,13 +197,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tfkit.export import cli as export_cli
 
             if args.format == "savedmodel":
-                return export_cli.export_savedmodel(args.source, args.out)
+                return export_cli.export_savedmodel(args.source, args.out,
+                                                    data_dir=args.data_dir)
             return export_cli.export_tflite(args.source, args.out, data_dir=args.data_dir)
         if args.command == "bench":
             from tfkit.bench import run_benchmarks
 
             return run_benchmarks(args.names)
-    except (TfkitError, FileNotFoundError) as e:
+    except (TfkitError, OSError) as e:  # user-fixable: a bad value, a missing/unwritable path
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # no repr quotes
         print(f"tfkit: error: {msg}", file=sys.stderr)
         return 2
