@@ -140,9 +140,9 @@ def test_serve_worker_exits_zero_when_stopped(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from tfkit.federated import runtime
+        from tfkit.federated import runtime, serve
         runtime.worker_binary_path = lambda: Path({str(fake)!r})
-        sys.exit(runtime.serve_worker(12345))
+        sys.exit(serve.serve_worker(12345))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert "all interfaces" in proc.stdout.readline().lower()
@@ -156,8 +156,8 @@ def test_served_worker_listens_on_its_bind_address_only():
     port = runtime_free_port()
     code = textwrap.dedent(f"""
         import sys
-        from tfkit.federated import runtime
-        sys.exit(runtime.serve_worker({port}, bind="127.0.0.1"))
+        from tfkit.federated import serve
+        sys.exit(serve.serve_worker({port}, bind="127.0.0.1"))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -189,15 +189,6 @@ def test_sigterm_while_the_worker_lock_is_held_does_not_deadlock():
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
-
-
-def test_serve_worker_is_still_importable_from_runtime():
-    from tfkit.federated import runtime, serve
-    from tfkit.federated.runtime import serve_worker
-
-    assert serve_worker is serve.serve_worker is runtime.serve_worker
-    with pytest.raises(AttributeError, match="no_such_name"):
-        runtime.no_such_name  # noqa: B018
 
 
 @pytest.mark.skipif(not CAN_BIND, reason="the bind shim needs Linux and a C compiler")

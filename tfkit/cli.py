@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 data_dir=args.data_dir, limit=args.limit, out=args.out,
                                 seed=args.seed)
         if args.command == "fedmd":
-            from tfkit.federated.runtime import serve_worker
+            from tfkit.federated.serve import serve_worker
 
             return serve_worker(args.port, bind=args.bind)
         if args.command == "export":

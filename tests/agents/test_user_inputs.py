@@ -17,10 +17,14 @@ from tfkit.errors import TfkitError
 SEARCH = 'Search(thoughts="t", query="capital of Brev")'
 
 
-def test_callable_lm_skips_leading_newlines_and_names_a_reply_that_is_not_text():
-    lm = CallableLM(lambda p, t, n, s: "\n" + SEARCH + "\nmore")
+def test_callable_lm_cuts_at_stop_and_names_a_reply_that_is_not_text():
+    reply = "\n" + SEARCH + "\nmore"
+    [[s]] = CallableLM(lambda p, t, n, s: reply).generate(["x"], stop=("\n",))
+    assert s.text == ""  # as an API applying stop="\n" itself would return
+    lm = CallableLM(lambda p, t, n, s: reply, score_fn=lambda p, c: -len(c),
+                    strip_leading_whitespace=True)
     [[s]] = lm.generate(["x"], stop=("\n",))
-    assert s.text == SEARCH  # not "" (cut at the leading newline)
+    assert s.text == SEARCH and s.logprob == -len(SEARCH)  # opt-in: not cut to ""
     [[b]] = CallableLM(lambda p, t, n, s: SEARCH.encode()).generate(["x"])
     assert b.text == SEARCH
     for reply in (None, {"text": SEARCH}, 3):
@@ -149,6 +153,8 @@ def test_keras_nlp_adapter_keeps_the_end_of_a_prompt_longer_than_the_model():
     prompt = "airplane at" + " at" * 40  # 43 tokens: an XLA slice error before
     [[s]] = lm.generate([prompt], temperature=1.0, max_new_tokens=4, seed=1)
     assert len(tokenizer(s.text)) <= 4
+    kept = lm._keep_end("airplane" + " at" * 40, 28)
+    assert kept == " at" * 28  # the end, not the start ("airplane" is cut)
     assert lm.score([prompt], ["plane"])[0] < 0
     with pytest.raises(TfkitError, match="leaves no room for a prompt"):
         lm.generate(["air"], max_new_tokens=31)
@@ -161,3 +167,9 @@ def test_keras_lm_names_a_model_that_is_not_a_decoder_lm():
     model = keras.Sequential([keras.layers.Embedding(10, 4), keras.layers.Dense(10)])
     with pytest.raises(TypeError, match="needs a tfkit.models.DecoderLM.*got Sequential"):
         KerasLM(model, WordTokenizer.fit(["a b"]))
+
+
+def test_a_token_cut_inside_a_multibyte_character_decodes():
+    from tfkit.agents.lm import _as_str
+
+    assert _as_str("Zürich".encode()[:2]) == "Z"  # "ü" cut in half: dropped, not a crash

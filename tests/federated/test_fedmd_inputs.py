@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfkit.backend import keras
+from tfkit.backend import keras, tf
 from tfkit.config import ConfigError
 from tfkit.errors import TfkitError
 from tfkit.federated import runtime
@@ -32,8 +32,33 @@ def _mlp(classes: int = 10, activation: str | None = None, with_input: bool = Tr
 def test_party_rejects_models_it_cannot_use():
     with pytest.raises(ValueError, match="softmax"):
         Party("p", _mlp(activation="softmax"), X, Y)  # would average probabilities silently
-    with pytest.raises(ValueError, match="not built"):
+    with pytest.raises(ValueError, match="softmax"):  # tf.nn.softmax is named softmax_v2
+        Party("p", _mlp(activation=tf.nn.softmax), X, Y)
+    nested = keras.Sequential([keras.Input((16, 16)), keras.layers.Flatten(),
+                               keras.Sequential([keras.layers.Dense(10),
+                                                 keras.layers.Softmax()])])
+    with pytest.raises(ValueError, match="softmax"):  # a head that is a model of its own
+        Party("p", nested, X, Y)
+    with pytest.raises(ValueError, match="no fixed input shape.*wrap it"):
         Party("p", _mlp(with_input=False), X, Y)
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.body = _mlp(with_input=False)
+
+        def call(self, x):
+            return self.body(x)
+
+    net = Net()
+    net.build((None, 16, 16))  # built, but subclassed: no input_shape to check against
+    with pytest.raises(ValueError, match="no fixed input shape.*wrap it"):
+        Party("p", net, X, Y)
+    inputs = keras.Input((16, 16))  # the advice in the message works
+    assert Party("p", keras.Model(inputs, net(inputs)), X, Y).num_classes == 10
+    built = _mlp(with_input=False)
+    built.build((None, 16, 16))  # a Sequential built with a shape is a graph network
+    assert Party("p", built, X, Y).num_classes == 10
 
 
 def test_party_checks_labels_shapes_and_empty_data():

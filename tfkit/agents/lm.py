@@ -52,11 +52,15 @@ class CallableLM:
 
     Args:
         generate_fn: `fn(prompt, temperature, max_new_tokens, stop) -> str` or `(str, logprob)`.
-            Called once per requested sample. Leading whitespace is dropped and the text is
-            cut at the first stop sequence (a model that ignores `stop` is fine); anything
-            but a str (bytes are decoded) raises a TypeError.
+            Called once per requested sample. The text is cut at the first stop sequence, as
+            an API that honours `stop` would cut it (so a model that ignores `stop` is fine);
+            anything but a str (bytes are decoded) raises a TypeError.
         score_fn: optional `fn(prompt, continuation) -> logprob`; without it `score` and
             perplexities are unavailable (samples get logprob 0 and the first sample continues).
+        strip_leading_whitespace: drop whitespace before the text (then cut it at `stop`): for
+            a model that starts its replies with a newline while `stop` holds "\n", which would
+            otherwise cut every reply to "". Off by default: like the Keras adapters, and like
+            an API that applies `stop` itself.
 
     Example:
         >>> lm = CallableLM(lambda p, t, n, s: 'Terminate(thoughts="done")')
@@ -64,9 +68,11 @@ class CallableLM:
         'Terminate(thoughts="done")'
     """
 
-    def __init__(self, generate_fn: Callable, score_fn: Callable | None = None):
+    def __init__(self, generate_fn: Callable, score_fn: Callable | None = None,
+                 strip_leading_whitespace: bool = False):
         self.generate_fn = generate_fn
         self.score_fn = score_fn
+        self.strip_leading_whitespace = strip_leading_whitespace
 
     def generate(self, prompts, num_samples=1, temperature=0.5, max_new_tokens=64, stop=(),
                  seed=None):
@@ -76,8 +82,9 @@ class CallableLM:
             for _ in range(num_samples):
                 reply = self.generate_fn(p, temperature, max_new_tokens, tuple(stop))
                 text, logprob = _reply(reply)
-                # leading blank lines are not the output ("\nSearch(...)" would cut to "")
-                text = truncate_at_stop(text.lstrip(), stop)
+                if self.strip_leading_whitespace:
+                    text = text.lstrip()
+                text = truncate_at_stop(text, stop)
                 if logprob is None and self.score_fn is not None:
                     logprob = self.score_fn(p, text)
                 row.append(Sample(text, _logprob(logprob), max(1, len(text.split()))))
@@ -113,7 +120,8 @@ def _logprob(value) -> float:
 
 def _as_str(text) -> str:
     text = text.numpy() if hasattr(text, "numpy") else text
-    return text.decode() if isinstance(text, bytes) else str(text)
+    # a cut token sequence (a kept prompt end, a length cap) may split a multi-byte character
+    return text.decode("utf-8", errors="ignore") if isinstance(text, bytes) else str(text)
 
 
 class KerasNLPLM:

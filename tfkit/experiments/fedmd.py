@@ -95,11 +95,14 @@ class Config:
             raise ConfigError(f"rounds and alignment_size must be >= 1, got {self.rounds} and "
                               f"{self.alignment_size}")
         if self.workers:
-            for address in self.worker_addresses or [""]:
-                host, _, port = address.rpartition(":")
-                if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                    raise ConfigError(f"workers must be comma-separated TFF worker addresses "
-                                      f"host:port, got {self.workers!r}")
+            from tfkit.federated.runtime import check_worker_address
+
+            try:
+                for address in self.worker_addresses or [""]:
+                    check_worker_address(address)
+            except ValueError:
+                raise ConfigError(f"workers must be comma-separated TFF worker addresses "
+                                  f"host:port, got {self.workers!r}") from None
 
     @property
     def worker_addresses(self) -> list[str]:

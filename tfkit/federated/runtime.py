@@ -48,10 +48,9 @@ from typing import Any
 from tfkit.errors import TfkitError
 from tfkit.federated.bind import BindError, bind_env, listening_addresses
 
-__all__ = ["WorkerProcess", "WorkerNotReadyError", "worker_binary_path", "start_worker",  # noqa: F822
-           "stop_all_workers", "wait_for_workers", "local_context", "remote_context",
-           "serve_worker", "free_port", "LOOPBACK"]
-# serve_worker: defined in tfkit.federated.serve, provided by this module's __getattr__
+__all__ = ["WorkerProcess", "WorkerNotReadyError", "worker_binary_path", "start_worker",
+           "stop_all_workers", "check_worker_address", "wait_for_workers", "local_context",
+           "remote_context", "free_port", "LOOPBACK"]  # `tfkit fedmd worker`: tfkit.federated.serve.serve_worker
 
 LOOPBACK = "127.0.0.1"  # where local workers listen (IPv4: the shim binds one IPv4 address)
 
@@ -148,7 +147,6 @@ class WorkerProcess:
         self.port = port
         self.log_path = log_path
         self.bind = bind
-        self.env = env
         if env is None and bind:
             env = bind_env(bind)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -333,6 +331,13 @@ def local_context(default_num_clients: int = 1, log_dir: str | os.PathLike | Non
         _forget(worker)
 
 
+def check_worker_address(address: str) -> None:
+    """Raises ValueError unless `address` is `host:port` with a port 1-65535."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"worker address {address!r} must look like host:port")
+
+
 def wait_for_workers(addresses: Sequence[str], timeout: float = 60.0) -> None:
     """Waits until every worker `host:port` answers gRPC.
 
@@ -345,9 +350,7 @@ def wait_for_workers(addresses: Sequence[str], timeout: float = 60.0) -> None:
     if not addresses:
         raise ValueError("remote_context needs at least one worker address host:port")
     for address in addresses:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"worker address {address!r} must look like host:port")
+        check_worker_address(address)
     for address in addresses:
         _wait_ready(address, timeout=timeout)
 
@@ -368,11 +371,3 @@ def remote_context(addresses: Sequence[str], default_num_clients: int = 1,
     with _installed(context):
         yield context
 
-
-def __getattr__(name: str) -> Any:
-    """`serve_worker` lives in `tfkit.federated.serve` (imported on first use: no cycle)."""
-    if name == "serve_worker":
-        from tfkit.federated.serve import serve_worker
-
-        return serve_worker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

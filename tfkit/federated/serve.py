@@ -3,7 +3,7 @@
     from tfkit.federated.serve import serve_worker
     serve_worker(8000, bind="10.0.0.5")   # until SIGINT/SIGTERM; 0 when stopped
 
-Also importable as `tfkit.federated.runtime.serve_worker`. The worker has no authentication:
+The worker has no authentication:
 see `tfkit.federated.runtime` and docs/fedmd.md (Security) for where it may listen.
 """
 

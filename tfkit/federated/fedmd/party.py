@@ -24,12 +24,16 @@ def to_float_images(x: np.ndarray) -> np.ndarray:
 
 
 def _ends_in_softmax(model: keras.Model) -> bool:
-    """Whether the model's last layer is a softmax (FedMD needs logits)."""
+    """Whether the model's last layer is a softmax (FedMD needs logits), looking into a last
+    layer that is itself a model."""
     layers = getattr(model, "layers", None)
     last = layers[-1] if layers else None
+    if isinstance(last, keras.Model):
+        return _ends_in_softmax(last)
     activation = getattr(last, "activation", None)
-    return isinstance(last, keras.layers.Softmax) or \
-        getattr(activation, "__name__", None) == "softmax"
+    return isinstance(last, keras.layers.Softmax) or activation in (
+        keras.activations.softmax, tf.nn.softmax) or \
+        getattr(activation, "__name__", "").startswith("softmax")
 
 
 class Party:
@@ -85,9 +89,11 @@ class Party:
             if digest_micro_batch_size < 1:
                 raise ValueError(f"digest_micro_batch_size must be >= 1, got "
                                  f"{digest_micro_batch_size}")
-        if not model.built:
-            raise ValueError(f"party {name}: its model is not built; start it with "
-                             "keras.Input(shape) or call model.build((None, *image_shape))")
+        if not getattr(model, "_is_graph_network", False):  # Functional or built Sequential
+            raise ValueError(
+                f"party {name}: its model has no fixed input shape ({type(model).__name__}, "
+                "subclassed or not built); wrap it: inputs = keras.Input(image_shape); "
+                "keras.Model(inputs, net(inputs))")
         if _ends_in_softmax(model):
             raise ValueError(f"party {name}: its model ends in a softmax; FedMD exchanges and "
                              "fits class scores (logits): drop the final softmax activation")
