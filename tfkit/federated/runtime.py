@@ -50,7 +50,8 @@ from tfkit.federated.bind import BindError, bind_env, listening_addresses
 
 __all__ = ["WorkerProcess", "WorkerNotReadyError", "worker_binary_path", "start_worker",
            "stop_all_workers", "check_worker_address", "wait_for_workers", "local_context",
-           "remote_context", "free_port", "LOOPBACK"]  # `tfkit fedmd worker`: tfkit.federated.serve.serve_worker
+           "remote_context", "free_port", "LOOPBACK"]
+# `tfkit fedmd worker` (a worker in the foreground) is tfkit.federated.serve.serve_worker
 
 LOOPBACK = "127.0.0.1"  # where local workers listen (IPv4: the shim binds one IPv4 address)
 
