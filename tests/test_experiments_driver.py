@@ -128,3 +128,16 @@ def test_a_folder_of_another_experiment_is_named_as_such(tmp_path):
     run_experiment(other, other.config("full"), tmp_path, log=None)
     with pytest.raises(ConfigError, match="another experiment's run.*rounds"):
         run_experiment(TOY, TOY.config("full"), tmp_path, log=None)
+
+
+def test_run_experiment_applies_the_experiment_check_to_a_config_built_in_code(tmp_path):
+    import dataclasses
+
+    def at_most_two_steps(cfg: ToyConfig) -> None:
+        if cfg.steps > 2:
+            raise ConfigError(f"steps must be at most 2, got {cfg.steps}")
+
+    checked = dataclasses.replace(TOY, check=at_most_two_steps)
+    with pytest.raises(ConfigError, match="at most 2"):
+        run_experiment(checked, ToyConfig(steps=3), tmp_path / "run", log=None)
+    assert not (tmp_path / "run").exists()  # refused before any folder is written

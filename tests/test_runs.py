@@ -61,6 +61,22 @@ def test_fit_resumable_returns_the_whole_history_after_a_resume(tmp_path):
     assert done == resumed  # nothing left to train: the history, not {}
 
 
+def test_fit_resumable_keeps_a_vector_metric_and_checkpoints(tmp_path):
+    import numpy as np
+
+    from tfkit.backend import keras
+    from tfkit.training import fit_resumable
+
+    x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int64)
+    model = _tiny_fit_model()
+    f1 = keras.metrics.F1Score(average=None)  # one value per class: was a TypeError
+    model.compile("adam", "mse", metrics=[f1])  # before any checkpoint was written
+    out = fit_resumable(model, x, y=np.eye(2, dtype=np.float32)[y], epochs=1,
+                        directory=tmp_path, verbose=0)
+    assert len(out["f1_score"]) == 1 and len(out["f1_score"][0]) == 2
+    assert (tmp_path / "epoch.json").exists()
+
+
 def test_fit_resumable_resumes_from_the_checkpoint_even_if_epoch_json_lags(tmp_path):
     import json
 

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "`--print-config` lists the fields")
     run.add_argument("--print-config", action="store_true",
                      help="print the resolved config (every field --set accepts, with the "
-                          "value this command would use) as JSON and exit without running")
+                          "value this command would use; data_dir null: $TFKIT_DATA_DIR, else "
+                          "a download) as JSON and exit without running")
 
     demo = sub.add_parser("demo", help="every experiment at its smallest size on embedded data")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tfkit.backend import keras, tf
 from tfkit.runs import atomic_write_text
 
@@ -50,13 +52,13 @@ class ResumableFit(keras.callbacks.Callback):
         epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
         state = Path(self.directory) / "epoch.json"
         saved = json.loads(state.read_text()).get("history", {}) if state.exists() else {}
-        self.history = {k: [float(v) for v in values[:epoch]] for k, values in saved.items()}
+        self.history = {k: list(values[:epoch]) for k, values in saved.items()}
         return epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
         self._manager_for(self.model).save(checkpoint_number=epoch + 1)
+        for key, value in (logs or {}).items():  # a vector metric (F1Score(average=None)) too
+            self.history.setdefault(key, []).append(np.asarray(value).tolist())
         atomic_write_text(Path(self.directory) / "epoch.json",
                           json.dumps({"epoch": epoch + 1, "history": self.history}))
 
@@ -74,5 +76,5 @@ def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | o
         return earlier
     history = model.fit(x, epochs=epochs, initial_epoch=start,
                         callbacks=[cb, *(callbacks or [])], **fit_kwargs)
-    return {k: earlier.get(k, []) + [float(v) for v in vals]
+    return {k: earlier.get(k, []) + [np.asarray(v).tolist() for v in vals]
             for k, vals in history.history.items()}

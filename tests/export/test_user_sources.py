@@ -89,3 +89,18 @@ def test_tflite_export_into_a_file_is_an_export_error(tmp_path):
     (tmp_path / "taken").write_text("not a folder")
     with pytest.raises(ExportError, match="not a folder"):
         export_tflite(tmp_path / "own.keras", tmp_path / "taken")
+
+
+def test_export_cli_refuses_the_folder_before_loading_the_model(tmp_path, monkeypatch):
+    from tfkit.export import cli as export_cli
+    from tfkit.export.source import ModelSource
+
+    def never(self):
+        raise AssertionError("loaded the model before checking --out")
+
+    monkeypatch.setattr(ModelSource, "load", never)
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "models" / "m.keras").write_text("x")
+    with pytest.raises(ExportError, match="not a SavedModel"):
+        export_cli.export_savedmodel(run / "models" / "m.keras", run)

@@ -142,7 +142,8 @@ def test_prune_neurons_refuses_a_fraction_outside_0_1(keep_fraction):
         prune_neurons(vit, keep_fraction, np.zeros((2, 8, 8, 1), "float32"))
 
 
-def test_resumed_fit_probed_keeps_the_probes_before_the_interruption(tmp_path):
+@pytest.mark.parametrize("every", [2, 3])  # 3: the resume step (4) is not a probe step
+def test_resumed_fit_probed_keeps_the_probes_before_the_interruption(tmp_path, every):
     from tfkit.backend import set_seed
     from tfkit.sparsity.probed import compile_classifier, fit_probed
 
@@ -154,13 +155,14 @@ def test_resumed_fit_probed_keeps_the_probes_before_the_interruption(tmp_path):
         inputs = keras.Input((5, 8))
         pooled = keras.layers.GlobalAveragePooling1D()(FeedForward(16, name="mlp")(inputs))
         model = compile_classifier(keras.Model(inputs, keras.layers.Dense(3)(pooled)), 1e-2)
-        return fit_probed(model, x, {"test": x}, directory, epochs, every_n_steps=2, y=y,
+        return fit_probed(model, x, {"test": x}, directory, epochs, every_n_steps=every, y=y,
                           batch_size=4, shuffle=False, verbose=0)["over_training"]
 
     whole = fit(tmp_path / "whole", 2)
     fit(tmp_path / "resumed", 1)  # the run stops after epoch 1 (Ctrl-C), then resumes:
     resumed = fit(tmp_path / "resumed", 2)
-    assert [r["step"] for r in resumed] == [r["step"] for r in whole] == [0, 2, 4, 6, 8]
+    steps = {2: [0, 2, 4, 6, 8], 3: [0, 3, 6, 8]}[every]  # every n steps, and at the end
+    assert [r["step"] for r in resumed] == [r["step"] for r in whole] == steps
     np.testing.assert_allclose([r["nonzero_fraction_per_layer"] for r in resumed],
                                [r["nonzero_fraction_per_layer"] for r in whole], atol=1e-6)
     assert fit(tmp_path / "resumed", 2) == resumed  # finished: the probes come from disk

@@ -121,6 +121,8 @@ def run_experiment(experiment: Experiment, config: Any, out: str | Path,
     A folder holding a run of another config is refused (`ConfigError`), unless the fields
     that differ are `extendable`, or that run stopped before writing anything but its
     config.json (e.g. on a missing data file): its config is then replaced."""
+    if experiment.check is not None:  # a config built in code, not through `config()`
+        experiment.check(config)
     run = RunDir(out, log=log)
     resolved = to_dict(config)
     old, diff = _changed_fields(experiment, config, run.path)

@@ -18,6 +18,7 @@ from tfkit.export.data import image_slices
 from tfkit.export.errors import ExportError
 from tfkit.export.parity import parity_markdown, tflite_parity, write_parity
 from tfkit.export.saved_model import (
+    check_export_target,
     export_saved_model,
     image_input_shape,
     infer_kind,
@@ -77,6 +78,7 @@ def export_savedmodel(source: str | os.PathLike, out: str | os.PathLike,
                       data_dir: str | os.PathLike | None = None) -> int:
     """CLI: writes the SavedModel, checks it against Keras, writes export.json and a card."""
     src, out = resolve_source(source), Path(out)
+    check_export_target(out)  # before loading the model: a refused --out costs nothing
     model = src.load()
     print(f"exporting {src.path} ({infer_kind(model, src.meta)}) -> {out}", flush=True)
     export_saved_model(model, src.meta, out)

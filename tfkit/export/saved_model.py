@@ -23,7 +23,8 @@ from typing import Any
 from tfkit.backend import tf
 from tfkit.export.errors import ExportError
 
-__all__ = ["ImageClassifierModule", "LanguageModelModule", "export_saved_model",
+__all__ = ["ImageClassifierModule", "LanguageModelModule", "check_export_target",
+           "export_saved_model",
            "image_input_shape", "serving_module", "signature_summary"]
 
 
@@ -268,6 +269,12 @@ def _check_replaceable(out: Path) -> None:
     raise ExportError(f"{out} exists and is not a SavedModel ({what}); the export would "
                       "replace it, so it refuses: pass a new or empty folder, e.g. "
                       "saved_models/NAME/1 (TF Serving's NAME/VERSION layout)")
+
+
+def check_export_target(out: str | os.PathLike) -> None:
+    """Raises ExportError unless `out` is absent, empty or an earlier SavedModel export (the
+    folders `export_saved_model` may replace); call it before loading a large model."""
+    _check_replaceable(Path(out))
 
 
 def export_saved_model(model: Any, meta: dict, out: str | os.PathLike) -> Path:

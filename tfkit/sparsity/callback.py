@@ -78,10 +78,12 @@ class SparsityMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._step = int(self.model.optimizer.iterations.numpy())
-        if self.history_path is not None and Path(self.history_path).exists():
+        resumed = self.history_path is not None and Path(self.history_path).exists()
+        if resumed:
             earlier = json.loads(Path(self.history_path).read_text())  # before an interruption
             self.history = [r for r in earlier if r["step"] < self._step]
-        self._probe()
+        if not resumed or self._step % self.every_n_steps == 0:  # as an uninterrupted fit
+            self._probe()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._step += 1
