@@ -17,6 +17,7 @@ from tfkit.experiments.base import Experiment, Headline
 from tfkit.promot import report
 from tfkit.promot.pipeline import Setup, evaluate_method, finetune_method, pretrain_lm
 from tfkit.promot.tasks import PRETRAIN_TASKS, TARGET_TASKS
+from tfkit.promot.training import OPTIMIZERS, SCHEDULES
 from tfkit.runs import RunDir
 
 __all__ = ["Config", "EXPERIMENT", "METHODS", "run", "headline"]
@@ -82,9 +83,9 @@ class Config:
                                   f"got {','.join(values)!r}")
         for name, allowed in (("prompt_positions", ("unshifted", "shifted")),
                               ("prompt_init", ("vocabulary", "uniform")),
-                              ("prompt_optimizer", ("adafactor", "adam")),
-                              ("model_optimizer", ("adam", "adafactor")),
-                              ("model_schedule", ("constant", "cosine"))):
+                              ("prompt_optimizer", OPTIMIZERS),
+                              ("model_optimizer", OPTIMIZERS),
+                              ("model_schedule", SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not "
                                   f"{getattr(self, name)!r}")

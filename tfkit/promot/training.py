@@ -20,7 +20,10 @@ import numpy as np
 from tfkit.backend import keras, tf
 from tfkit.promot.prompted import text_positions
 
-__all__ = ["answer_loss", "make_optimizer", "train_lm"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "answer_loss", "make_optimizer", "train_lm"]
+
+OPTIMIZERS = ("adam", "adafactor")  # `make_optimizer`'s names
+SCHEDULES = ("cosine", "constant")  # Adam's learning-rate schedules
 
 
 def answer_loss(logits: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
@@ -40,14 +43,14 @@ def make_optimizer(name: str, learning_rate: float, steps: int, warmup: int = 0,
     Adafactor with `relative_step=False` scales each update by the parameter's RMS, which is why
     the paper's prompt-tuning rate of 0.3 is usable with it; Adam needs ~100x less.
     """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if name == "adafactor":
         return keras.optimizers.Adafactor(learning_rate, relative_step=False, jit_compile=False)
-    if name != "adam":
-        raise ValueError(f"optimizer must be 'adam' or 'adafactor', not {name!r}")
     if schedule == "constant":
         return keras.optimizers.Adam(learning_rate, jit_compile=False)
-    if schedule != "cosine":
-        raise ValueError(f"schedule must be 'cosine' or 'constant', not {schedule!r}")
     decay = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else learning_rate, max(steps - warmup, 1), alpha=0.1,
         warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
