@@ -164,3 +164,128 @@ def test_labels_beyond_the_models_classes_are_an_error():
         registry.run(model, (x, y + 3), ["clean"])
     with pytest.raises(ValueError, match="labels go up to 5.*3 classes"):
         registry.run(model, (x, y + 3), ["adversarial"])
+
+
+def _half_precision_softmax(dtype, w):
+    return lambda im: tf.nn.softmax(tf.cast(tf.reshape(im, (-1, 64)) @ w * 3, dtype))
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])
+def test_half_precision_probabilities_are_read_as_probabilities_in_every_batch(dtype):
+    from tfkit.robustness import metrics
+    rng = np.random.default_rng(0)
+    w = tf.constant(rng.normal(size=(64, 10)) * 0.6, tf.float32)
+    x, y = rng.random((1024, 8, 8, 1)).astype(np.float32), rng.integers(0, 10, 1024)
+    fn = _half_precision_softmax(dtype, w)
+    p = tf.cast(fn(x), tf.float32).numpy()
+    want = metrics.expected_calibration_error(np.log(np.maximum(p, 1e-30)), y)
+    assert registry.run(fn, (x, y), ["clean"])["clean/ece"] == pytest.approx(want, abs=1e-4)
+
+
+def test_the_probabilities_or_logits_reading_is_decided_once_per_predict_fn():
+    from tfkit.robustness.evaluate import as_predict_fn
+    outputs = iter([np.array([[0.2, 0.8]], np.float32), np.array([[0.5, 0.52]], np.float32),
+                    np.array([[2.0, -1.0]], np.float32), np.array([[0.3, 0.7]], np.float32)])
+    probs = as_predict_fn(lambda x: next(outputs))
+    np.testing.assert_allclose(probs(None), np.log([[0.2, 0.8]]), rtol=1e-6)
+    np.testing.assert_allclose(probs(None), np.log([[0.5, 0.52]]), rtol=1e-6)  # sum 1.02
+    logits = as_predict_fn(lambda x: next(outputs))
+    np.testing.assert_array_equal(logits(None), np.float32([[2.0, -1.0]]))
+    np.testing.assert_array_equal(logits(None), np.float32([[0.3, 0.7]]))  # logits stay
+
+
+def _rescaling_model(w, dtype="float32"):
+    inp = keras.Input((8, 8, 1), dtype=dtype)
+    h = keras.layers.Rescaling(1 / 255)(inp)
+    out = keras.layers.Dense(3, kernel_initializer=keras.initializers.Constant(w),
+                             bias_initializer=keras.initializers.Constant([2.0, 0.0, -2.0])
+                             )(keras.layers.Flatten()(h))
+    return keras.Model(inp, out)
+
+
+def test_a_model_that_rescales_itself_gets_its_uint8_pixels_unscaled():
+    rng = np.random.default_rng(0)
+    x = (rng.random((64, 8, 8, 1)) * 255).astype(np.uint8)
+    w = rng.normal(size=(64, 3)).astype(np.float32)
+    model = _rescaling_model(w)
+    y = np.argmax(np.asarray(model(x)), -1)  # the model's own predictions: accuracy 1
+    assert len(set(y)) > 1  # scaled twice, the bias alone decides: class 0
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)  # one batch, like the arrays
+    opts = {"adversarial": {"linf_epsilons": (0.5,), "l2_epsilons": (), "steps": 1}}
+    for data in ((x, y), ds):
+        results = registry.run(model, data, ["clean", "adversarial"], opts)
+        assert results["clean/accuracy"] == 1.0
+        assert results["adversarial/fgsm_linf/0.5"] < 1.0  # epsilon on [0, 1] pixels
+    corrupted = [registry.run(model, d, ["corruptions"], {"corruptions": {
+        "names": ("fog",), "severities": (3,)}}) for d in ((x, y), ds)]
+    assert corrupted[0] == corrupted[1]
+    assert corrupted[0]["corruptions/fog/3"] > 0.4  # scaled twice: a near-constant guess
+
+
+def test_single_examples_with_column_or_one_hot_labels_are_batched():
+    x, y = _data(channels=1)
+    model, _ = _models()
+    want = registry.run(model, (x, y), ["clean"])
+    for labels in (y[:, None], np.eye(3)[y]):
+        ds = tf.data.Dataset.from_tensor_slices((x, labels))
+        assert registry.run(model, ds, ["clean"]) == pytest.approx(want)
+    grey_batches = tf.data.Dataset.from_tensor_slices((x[..., 0], y)).batch(5)  # [B, H, W]
+    assert registry.run(model, grey_batches, ["clean"]) == pytest.approx(want)
+
+
+def test_labels_of_unknown_width_are_read_at_run_time():
+    x, y = _data()
+    model, _ = _models()
+    want = registry.run(model, (x, y), ["clean"])
+    spec = (tf.TensorSpec((None, 8, 8, 1), tf.float32), tf.TensorSpec((None, None), tf.int64))
+    for labels in (y[:, None], np.eye(3, dtype=np.int64)[y]):
+        ds = tf.data.Dataset.from_generator(lambda labels=labels: iter([(x, labels)]),
+                                            output_signature=spec)
+        assert registry.run(model, ds, ["clean"]) == pytest.approx(want)
+
+
+def test_one_attack_norm_can_be_skipped_with_an_empty_epsilon_list():
+    from tfkit.config import ConfigError
+    from tfkit.experiments.robustness import Config
+    assert Config(l2_epsilons=()).l2_epsilons == ()
+    assert Config(linf_epsilons=()).linf_epsilons == ()
+    with pytest.raises(ConfigError, match="epsilon"):
+        Config(linf_epsilons=(), l2_epsilons=())
+    with pytest.raises(ConfigError, match="l2_epsilons"):
+        Config(l2_epsilons=(0.0,))
+
+
+def test_corrupt_on_a_grayscale_batch_names_its_shape_and_the_channel_axis():
+    from tfkit.robustness.corruptions import CorruptionError, corrupt
+    with pytest.raises(CorruptionError, match=r"\(4, 28, 28\).*channel axis"):
+        corrupt(np.zeros((4, 28, 28), np.float32), "fog", 3)
+
+
+def test_the_documented_per_element_seeds_give_each_single_image_its_own_noise():
+    from tfkit.robustness.corruptions import corrupt, seed_pair
+    x = np.full((3, 16, 16, 3), 0.5, np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(3)))
+    ds = ds.enumerate().map(lambda i, xy: (corrupt(xy[0], "gaussian_noise", 3, seed_pair(0, i)),
+                                           xy[1]))
+    noise = [np.ravel(im - 0.5) for im, _ in ds]
+    assert abs(np.corrcoef(noise[0], noise[1])[0, 1]) < 0.5
+
+
+def test_eval_command_gives_a_model_that_rescales_itself_its_pixels(tmp_path):
+    import json
+
+    from tfkit.robustness.cli import eval_command
+    w = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
+    dense = {"kernel_initializer": keras.initializers.Constant(w),
+             "bias_initializer": keras.initializers.Constant(np.linspace(2, -2, 10))}
+    inp = keras.Input((8, 8, 1))
+    on_unit = keras.Model(inp, keras.layers.Dense(10, **dense)(keras.layers.Flatten()(inp)))
+    rescaled = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inp))
+    on_pixels = keras.Model(inp, keras.layers.Dense(10, **dense)(rescaled))
+    results = []
+    for name, model in (("unit", on_unit), ("pixels", on_pixels)):
+        model.save(tmp_path / f"{name}.keras")
+        eval_command(str(tmp_path / f"{name}.keras"), "digits", [], limit=64,
+                     out=tmp_path / f"{name}.json")
+        results.append(json.loads((tmp_path / f"{name}.json").read_text())["results"])
+    assert results[1] == pytest.approx(results[0], abs=1e-6)

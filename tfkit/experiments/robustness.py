@@ -86,10 +86,13 @@ class Config:
                               f"{self.resnet_widths}")
         if not self.severities or not set(self.severities) <= {1, 2, 3, 4, 5}:
             raise ConfigError(f"severities must be in 1..5, got {self.severities}")
-        for name in ("linf_epsilons", "l2_epsilons"):
+        for name in ("linf_epsilons", "l2_epsilons"):  # empty: that attack is skipped
             values = getattr(self, name)
-            if not values or not all(0 < v < math.inf for v in values):
-                raise ConfigError(f"{name} must be one or more numbers > 0, got {values}")
+            if not all(0 < v < math.inf for v in values):
+                raise ConfigError(f"{name} must be numbers > 0, got {values}")
+        if not self.linf_epsilons and not self.l2_epsilons:
+            raise ConfigError("linf_epsilons and l2_epsilons are both empty: give at least "
+                              "one epsilon")
         if not self.rotations or not self.translations:
             raise ConfigError("rotations and translations need at least one value each "
                               "(0 for none)")

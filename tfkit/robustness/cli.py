@@ -111,7 +111,8 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     if not isinstance(dataset, datasets.ImageDataset):
         raise TfkitError(f"{data!r} is not an image dataset")
     test = dataset.test.sample(limit, seed)  # a random sample: some copies are class-sorted
-    images = test.x.astype(np.float32) / 255.0
+    images = test.x  # uint8 stays uint8: a model that rescales itself gets 0..255 pixels
+    images = images if images.dtype == np.uint8 else images.astype(np.float32) / 255.0
     images = images[..., None] if images.ndim == 3 else images
     labels = test.y
     predictor = load_model(model)

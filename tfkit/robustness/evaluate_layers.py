@@ -16,7 +16,7 @@ from tfkit.errors import TfkitError
 from tfkit.layers import TransformerBlock
 from tfkit.robustness import cka as cka_lib
 from tfkit.robustness import model_perturbations as mp
-from tfkit.robustness.evaluate import as_dataset, check_input_shape, predict
+from tfkit.robustness.evaluate import as_dataset, check_input_shape, predict, takes_pixels
 from tfkit.robustness.metrics import accuracy
 
 __all__ = ["layers", "layer_cka"]
@@ -29,7 +29,7 @@ def _require_keras(model: Any, data: Any) -> tuple[keras.Model, Any]:
     if not isinstance(model, keras.Model):
         raise TfkitError("the layers suite needs a Keras model (it edits layers); a bare "
                          "predict_fn or a SavedModel signature only supports input suites")
-    ds = as_dataset(data)
+    ds = as_dataset(data, scale_uint8=not takes_pixels(model))  # no perturbation: raw pixels
     check_input_shape(model, ds.element_spec[0].shape[1:])
     return model, ds
 

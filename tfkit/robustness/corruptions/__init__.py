@@ -79,7 +79,10 @@ def corrupt(images: tf.Tensor, corruption: str, severity: int,
             One image [H, W, C] is corrupted as a batch of one.
         corruption: one of `CORRUPTIONS`.
         severity: 1 (mild) to 5 (severe).
-        seed: int or stateless seed pair; same seed, same output.
+        seed: int or stateless seed pair; same seed, same output. One seed gives one random
+            pattern (noise, fog, ...): calls on single images in `ds.map` need a seed per
+            element, e.g. `ds.enumerate().map(lambda i, xy: (corrupt(xy[0], "fog", 3,
+            seed_pair(0, i)), xy[1]))`, or the same pattern lands on every image.
 
     Returns:
         The corrupted images, same shape, dtype and range as `images`.
@@ -88,11 +91,14 @@ def corrupt(images: tf.Tensor, corruption: str, severity: int,
     if severity not in SEVERITIES:
         raise CorruptionError(f"severity must be one of {SEVERITIES}, got {severity!r}")
     images = tf.convert_to_tensor(images)
-    if images.shape.rank == 3:  # one image (e.g. `ds.map` before `batch`): a batch of one
+    shape = images.shape
+    if shape.rank not in (3, 4) or shape[-1] not in (1, 3) or None in shape[-3:-1]:
+        hint = (" (grayscale [batch, H, W]: add a channel axis, images[..., None])"
+                if shape.rank == 3 else "")
+        raise CorruptionError(f"images must be [batch, H, W, 1 or 3] (or one [H, W, 1 or 3] "
+                              f"image) with static H, W; got {tuple(shape)}{hint}")
+    if shape.rank == 3:  # one image (e.g. `ds.map` before `batch`): a batch of one
         return corrupt(images[None], corruption, severity, seed)[0]
-    if images.shape.rank != 4 or images.shape[-1] not in (1, 3) or None in images.shape[1:3]:
-        raise CorruptionError(f"images must be [batch, H, W, 1 or 3] with static H, W; got "
-                              f"{images.shape}")
     dtype = images.dtype
     x = tf.cast(images, tf.float32) / (255.0 if dtype == tf.uint8 else 1.0)
     out = tf.clip_by_value(fn(x, int(severity), seed_pair(seed)), 0.0, 1.0)
