@@ -16,7 +16,8 @@ from tfkit.errors import TfkitError
 from tfkit.layers import TransformerBlock
 from tfkit.robustness import cka as cka_lib
 from tfkit.robustness import model_perturbations as mp
-from tfkit.robustness.evaluate import as_dataset, check_input_shape, predict, takes_pixels
+from tfkit.robustness.evaluate import predict
+from tfkit.robustness.inputs import as_dataset, check_input_shape, takes_pixels
 from tfkit.robustness.metrics import accuracy
 
 __all__ = ["layers", "layer_cka"]
