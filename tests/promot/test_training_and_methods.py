@@ -69,7 +69,6 @@ def test_train_lm_resumes_to_the_same_weights(tiny_lm, world_tasks_tokenizer, tm
         np.testing.assert_allclose(wa, wb, atol=1e-5)
 
 
-
 class _CtrlC(dict):
     """Training arrays that raise KeyboardInterrupt when step `after` + 1 draws its batch."""
 
@@ -133,6 +132,7 @@ def test_train_lm_history_survives_an_interrupt_right_after_a_checkpoint(
         fit(6)
     monkeypatch.undo()
     assert len(fit(6)) == 6
+
 
 def test_promot_stage1_freezes_model_stage2_freezes_prompt(tiny_lm, world_tasks_tokenizer,
                                                            tmp_path):
