@@ -107,3 +107,16 @@ def test_an_unwritable_path_is_a_one_line_error(monkeypatch, capsys):
     monkeypatch.setattr(export_cli, "export_tflite", denied)
     assert main(["export", "tflite", "run", "--out", "/sm/1"]) == 2
     assert capsys.readouterr().err.strip() == "tfkit: error: [Errno 13] Permission denied: '/sm/1'"
+
+
+def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, capsys):
+    from tfkit import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_run", interrupted)
+    assert main(["run", "promot", "--out", "x"]) == 130  # was a TF traceback
+    err = capsys.readouterr().err.strip()
+    assert err == ("tfkit: interrupted; run the same command again (the same --out): it "
+                   "resumes from the last finished stage and checkpoint")

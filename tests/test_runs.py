@@ -100,3 +100,30 @@ def test_a_file_given_as_the_run_directory_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "robustness", "--out", str(tmp_path / "notes.txt")]) == 2
     assert "is a file, not a run directory" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_resumed_fit_sees_the_uninterrupted_shuffle_order(tmp_path):
+    import numpy as np
+
+    from tfkit.backend import keras, set_seed, tf
+    from tfkit.training import fit_resumable
+
+    def data():  # reshuffled each epoch, as ReST's fine-tuning data
+        x = np.arange(16, dtype=np.float32).reshape(16, 1) / 16
+        y = (np.arange(16) % 3).astype(np.float32).reshape(16, 1)
+        return (tf.data.Dataset.from_tensor_slices((x, y))
+                .shuffle(16, seed=0, reshuffle_each_iteration=True).batch(2))
+
+    def model():
+        set_seed(0)
+        m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        m.compile(keras.optimizers.SGD(0.5), "mse")
+        return m
+
+    whole = model()
+    fit_resumable(whole, data(), epochs=3, directory=tmp_path / "whole", verbose=0)
+    fit_resumable(model(), data(), epochs=1, directory=tmp_path / "resumed", verbose=0)
+    resumed = model()  # a new process after a Ctrl-C: epochs 2 and 3 still to train
+    fit_resumable(resumed, data(), epochs=3, directory=tmp_path / "resumed", verbose=0)
+    for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # was: epoch 2 trained in epoch 1's order

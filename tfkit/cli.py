@@ -205,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tfkit.bench import run_benchmarks
 
             return run_benchmarks(args.names)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not TF's traceback; workers stop at exit
+        again = (" (the same --out): it resumes from the last finished stage and checkpoint"
+                 if args.command in ("run", "demo") else "")
+        print(f"\ntfkit: interrupted; run the same command again{again}", file=sys.stderr)
+        return 130
     except (TfkitError, OSError) as e:  # user-fixable: a bad value, a missing/unwritable path
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # no repr quotes
         print(f"tfkit: error: {msg}", file=sys.stderr)

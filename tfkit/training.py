@@ -74,6 +74,11 @@ def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | o
     earlier = {k: list(values) for k, values in cb.history.items()}
     if start >= epochs:
         return earlier
+    if start and isinstance(x, tf.data.Dataset):
+        # A dataset reshuffled each epoch draws each epoch's order when an iterator is made:
+        # make the finished epochs' iterators, so epoch `start` sees its uninterrupted order.
+        for _ in range(start):
+            iter(x)
     history = model.fit(x, epochs=epochs, initial_epoch=start,
                         callbacks=[cb, *(callbacks or [])], **fit_kwargs)
     return {k: earlier.get(k, []) + [np.asarray(v).tolist() for v in vals]
