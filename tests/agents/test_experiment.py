@@ -186,3 +186,16 @@ def test_user_questions_and_documents_enter_the_tokenizer_and_one_question_has_n
     assert _se(one, "test") is None
     assert _paired(one, one)["test_difference_se"] is None
     assert _paired(one, one)["test_difference"] == 0.0
+
+
+def test_docs_state_which_rest_questions_the_full_config_demonstrates():
+    """The full Config grows on more questions than it demonstrates (docs used to say the
+    reverse: that the ReST set is the first `train_questions` of the demonstrated ones)."""
+    from pathlib import Path
+
+    full = get("rest-react").config("full")
+    assert full.train_questions > full.demo_questions
+    docs = " ".join((Path(__file__).parents[2] / "docs/rest_react.md").read_text().split())
+    assert (f"full Config: {full.demo_questions:,} of the {full.train_questions:,} ReST "
+            "questions were demonstrated") in docs
+    assert "the first `train_questions` of which are also the ReST question set" not in docs

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from tfkit import experiments
@@ -43,3 +44,25 @@ def test_promot_config_typos_fail_before_pretraining():
     for field, value in bad.items():  # each used to fail only after pretraining (or not at all)
         with pytest.raises(ConfigError, match=field):
             exp.config("demo", overrides=[f"{field}={value}"])
+
+
+def test_docs_describe_the_full_config_lm():
+    """docs/promot.md's full-Config paragraph names its LM's size and pretraining steps."""
+    from pathlib import Path
+
+    from tfkit.models import DecoderLM
+    from tfkit.promot.pipeline import Setup
+
+    cfg = experiments.get("promot").config("full")
+    setup = Setup.create(cfg)
+    lm = DecoderLM(vocabulary_size=setup.tokenizer.vocabulary_size,
+                   sequence_length=cfg.context_length + cfg.prompt_tokens
+                   + 2 * setup.max_new_tokens,
+                   num_layers=cfg.num_layers, hidden_dim=cfg.hidden_dim,
+                   num_heads=cfg.num_heads, intermediate_dim=cfg.intermediate_dim)
+    lm(np.zeros((1, 4), "int32"))
+    docs = " ".join((Path(__file__).parents[2] / "docs/promot.md").read_text().split())
+    assert (f"{cfg.num_layers}-layer, width-{cfg.hidden_dim} LM "
+            f"({round(lm.count_params() / 1000)} k parameters") in docs
+    assert f"for {cfg.pretrain_steps:,} steps" in docs
+    assert f"all {len(cfg.methods)} methods" in docs.replace("all six", "all 6")

@@ -40,7 +40,9 @@ class Config:
     fits the target; gentler stage-2 rates (Adam or Adafactor) keep more but then standard FT
     does not specialize.
     `results.json` holds `target`, `icl` and `format_specialization` for the first target and
-    `runs` for every target.
+    `runs` for every target. The full Config (267 k parameters, 8,000 pretraining steps, all six
+    methods) has not been run end to end; at its 1e-3 stage-2 rate this architecture's ProMoT
+    collapsed into the target's format in docs/RESULTS.md's scale measurement (stop 14).
     """
 
     seed: int = 0

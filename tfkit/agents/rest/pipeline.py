@@ -1,7 +1,9 @@
 """The `rest-react` experiment as resumable stages (used by tfkit/experiments/rest_react.py).
 
-    demonstrations   the noisy scripted teacher acts on `demo_questions` (the "prompted" data;
-                     the first `train_questions` of them are also the ReST question set)
+    demonstrations   the noisy scripted teacher acts on the first `demo_questions` training
+                     questions (the "prompted" data); the ReST question set is the first
+                     `train_questions` of the same list (full Config: 2,000, of which the
+                     first 1,000 are demonstrated)
     train_initial_L  the initial policy (stand-in for the paper's prompted large model)
     grow_genG        the previous L policy rolls out on the training questions (no labels)
     train_genG_SIZE  fine-tune L and distil S, XS on the ranked targets: by default L from the
