@@ -353,3 +353,52 @@ def test_experiment_config_checks_weights_and_micro_batches():
         fedmd.EXPERIMENT.config("full", ["digest_micro_batch_size=16"])  # full: "batch"
     with pytest.raises(ConfigError, match="max_parallel_parties"):
         fedmd.EXPERIMENT.config("quick", ["max_parallel_parties=0"])
+
+
+def test_transfer_resumes_public_pretraining_after_its_last_epoch(tmp_path, monkeypatch):
+    """Ctrl-C during a party's public pretraining (minutes per epoch at the full run's width)
+    loses only the running epoch: the re-run restores the party's state after the last
+    finished epoch and trains the remaining ones, giving the uninterrupted weights."""
+    import dataclasses
+
+    from tfkit.experiments import fedmd
+    from tfkit.federated.fedmd import Party
+    from tfkit.runs import RunDir
+
+    config = dataclasses.replace(fedmd.EXPERIMENT.config("demo"), num_parties=2,
+                                 public_epochs=3, private_epochs=1)
+    data = fedmd._scenario(config)
+    fit_labels, public_epochs = Party.fit_labels, []
+
+    def counted(self, x, y, epochs, batch_size, stop_after=None):
+        if len(x) == len(data.public_x):
+            if stop_after is not None and sum(public_epochs) + epochs > stop_after:
+                raise KeyboardInterrupt
+            public_epochs.append(epochs)
+        return fit_labels(self, x, y, epochs, batch_size)
+
+    def weights(folder):
+        return [p.model.get_weights() for p in fedmd._parties(
+            config, data, folder / "checkpoints" / "transfer", "public")]
+
+    monkeypatch.setattr(Party, "fit_labels", counted)
+    set_seed(config.seed)
+    fedmd._transfer(config, data, RunDir(tmp_path / "straight", log=None))
+    assert sum(public_epochs) == 2 * 3
+    public_epochs.clear()
+    monkeypatch.setattr(Party, "fit_labels", lambda *a: counted(*a, stop_after=2))
+    set_seed(config.seed)
+    with pytest.raises(KeyboardInterrupt):  # in party 0's third public epoch
+        fedmd._transfer(config, data, RunDir(tmp_path / "cut", log=None))
+    public_epochs.clear()
+    monkeypatch.setattr(Party, "fit_labels", counted)
+    logs: list[str] = []
+    set_seed(config.seed)
+    fedmd._transfer(config, data, RunDir(tmp_path / "cut", log=logs.append))
+    assert sum(public_epochs) == 1 + 3  # party 0's last epoch, then party 1
+    assert any("party" in m and "resumes public pretraining after epoch 2" in m for m in logs)
+    # the same batches and optimizer state; only dropout's masks differ after a resume
+    for a, b in zip(weights(tmp_path / "straight"), weights(tmp_path / "cut"), strict=True):
+        for wa, wb in zip(a, b, strict=True):
+            np.testing.assert_allclose(wa, wb, atol=5e-3)
+    assert not list((tmp_path / "cut").rglob("*_public_progress.npz"))  # removed when done

@@ -139,6 +139,48 @@ def _parties(config: Config, data, weights_from: Path | None, suffix: str):
     return parties
 
 
+def _save_progress(path: Path, party, epoch: int) -> None:
+    """The party's state (weights, both optimizers, shuffling) after `epoch` epochs, atomically."""
+    state = party.get_state()
+    arrays = {f"{key}_{i}": value for key in ("model", "class_optimizer", "digest_optimizer")
+              for i, value in enumerate(state[key])}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, epoch=epoch, rng=np.array(state["rng"]), **arrays)
+    tmp.replace(path)
+
+
+def _load_progress(path: Path, party) -> int:
+    """Restores a `_save_progress` file into `party`; returns its epoch (0: no file)."""
+    if not path.exists():
+        return 0
+    with np.load(path) as f:
+        state = {key: [f[f"{key}_{i}"] for i in range(sum(k.startswith(f"{key}_")
+                                                             for k in f.files))]
+                 for key in ("model", "class_optimizer", "digest_optimizer")}
+        party.set_state({**state, "rng": str(f["rng"])})
+        return int(f["epoch"])
+
+
+def _pretrain(config: Config, data, party, progress: Path, public: Path, run_dir: RunDir
+              ) -> None:
+    """Public pretraining of one party, resumable per epoch: its state is saved after every
+    epoch (`progress`), so an interrupted run continues at its last finished epoch with the
+    optimizer and shuffling state of an uninterrupted one (the full run's public epochs take
+    minutes each). Leaves the pretrained weights in `public`."""
+    done = _load_progress(progress, party)
+    if not done and public.exists():  # a folder from before per-epoch progress files
+        party.model.load_weights(public)
+        return
+    if done:
+        run_dir.log(f"transfer: {party.name} resumes public pretraining after epoch {done}")
+    for epoch in range(done, config.public_epochs):  # the same batches as one multi-epoch fit
+        party.fit_labels(data.public_x, data.public_y, 1, config.public_batch_size)
+        _save_progress(progress, party, epoch + 1)
+        run_dir.log(f"transfer: {party.name} public epoch {epoch + 1}/{config.public_epochs}")
+    if not public.exists():
+        party.model.save_weights(public)
+
+
 def _transfer(config: Config, data, run_dir: RunDir) -> dict:
     """Each party: public pretraining, then private training (checkpointed per party)."""
     folder = run_dir.checkpoint_dir("transfer")
@@ -148,14 +190,11 @@ def _transfer(config: Config, data, run_dir: RunDir) -> dict:
         public = folder / f"{party.name}_public.weights.h5"
         final = folder / f"{party.name}_transfer.weights.h5"
         if not final.exists():
-            if public.exists():
-                party.model.load_weights(public)
-            else:
-                party.fit_labels(data.public_x, data.public_y, config.public_epochs,
-                                 config.public_batch_size)
-                party.model.save_weights(public)
+            progress = folder / f"{party.name}_public_progress.npz"
+            _pretrain(config, data, party, progress, public, run_dir)
             party.train_private(config.private_epochs)
             party.model.save_weights(final)
+            progress.unlink(missing_ok=True)
         else:
             party.model.load_weights(final)
         round0.append(party.accuracy(data.test_x, data.test_y))
