@@ -12,13 +12,12 @@ import math
 from dataclasses import dataclass
 
 from tfkit.agents.react.agent import AgentConfig
+from tfkit.agents.rest.finetune import STRATEGIES
 from tfkit.agents.rest.pipeline import run_rest_react
 from tfkit.config import ConfigError
 from tfkit.experiments.base import Experiment, Headline
 
 __all__ = ["Config", "EXPERIMENT"]
-
-STRATEGIES = ("default", "mirrored", "tpu")  # tfkit.agents.rest.finetune.make_strategy
 
 
 @dataclass(frozen=True)

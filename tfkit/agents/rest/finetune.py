@@ -20,7 +20,7 @@ from tfkit.errors import TfkitError
 from tfkit.models import DecoderLM
 from tfkit.training import fit_resumable
 
-__all__ = ["ModelSpec", "make_strategy", "build_lm", "encode_examples", "finetune",
+__all__ = ["ModelSpec", "STRATEGIES", "make_strategy", "build_lm", "encode_examples", "finetune",
            "mixed_precision", "SmoothedTokenLoss"]
 
 
@@ -34,6 +34,9 @@ class ModelSpec:
     intermediate_dim: int
 
 
+STRATEGIES = ("default", "mirrored", "tpu")  # `make_strategy`'s names
+
+
 def make_strategy(name: str = "default") -> tf.distribute.Strategy:
     """"default" (whatever is in scope), "mirrored" (all local GPUs) or "tpu"."""
     if name == "default":
@@ -45,7 +48,7 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise TfkitError(f"unknown strategy {name!r}; use default, mirrored or tpu")
+    raise TfkitError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}")
 
 
 @contextlib.contextmanager
