@@ -16,11 +16,22 @@ from typing import Any
 
 from tfkit.errors import TfkitError
 
-__all__ = ["ConfigError", "apply_overrides", "replace_path", "to_dict", "field_names"]
+__all__ = ["ConfigError", "apply_overrides", "replace_path", "to_dict", "field_names",
+           "require_at_least"]
 
 
 class ConfigError(TfkitError, ValueError):
     """A config override names an unknown field or a value of the wrong type."""
+
+
+def require_at_least(cfg: Any, names: Iterable[str], minimum: int = 1) -> None:
+    """Raises ConfigError unless each named field of `cfg` (a number, or a sequence of numbers
+    whose every item counts) is at least `minimum`; for a config's `__post_init__`."""
+    for name in names:
+        value = getattr(cfg, name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(v < minimum for v in values):
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfkit import datasets
 from tfkit.backend import keras, set_seed
-from tfkit.config import ConfigError
+from tfkit.config import ConfigError, require_at_least
 from tfkit.datasets import next_token_windows
 from tfkit.datasets.pipeline import image_dataset, to_float
 from tfkit.experiments.base import Experiment, Headline
@@ -105,15 +105,8 @@ class Config:
     tflite_eval_examples: int = 1000  # test images scored by the TFLite interpreter
 
     def __post_init__(self) -> None:
-        if self.seeds < 1:
-            raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
-        at_least_one = {"probe_every_steps": (self.probe_every_steps,),
-                        "topk_divisors": self.topk_divisors,
-                        "tflite_divisor": (self.tflite_divisor,),
-                        "latency_runs": (self.latency_runs,)}
-        for name, values in at_least_one.items():
-            if any(v < 1 for v in values):
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, ("seeds", "probe_every_steps", "topk_divisors", "tflite_divisor",
+                                "latency_runs"))
         if not 0.0 <= self.prune_sparsity < 1.0:
             raise ConfigError(f"prune_sparsity must be in [0, 1), got {self.prune_sparsity}")
         if any(not 0.0 <= rate < 1.0 for rate in self.label_noise):

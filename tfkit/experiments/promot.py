@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tfkit.backend import set_seed
-from tfkit.config import ConfigError
+from tfkit.config import ConfigError, require_at_least
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.promot import report
 from tfkit.promot.pipeline import Setup, evaluate_method, finetune_method, pretrain_lm
@@ -91,10 +91,8 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not "
                                   f"{getattr(self, name)!r}")
-        for name in ("prompt_tokens", "prompt_steps", "model_steps", "pretrain_steps",
-                     "finetune_examples", "eval_queries"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        require_at_least(self, ("prompt_tokens", "prompt_steps", "model_steps", "pretrain_steps",
+                                "finetune_examples", "eval_queries"))
 
 
 def run(config: Config, run_dir: RunDir) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from tfkit.agents.react.agent import AgentConfig
 from tfkit.agents.rest.finetune import STRATEGIES
 from tfkit.agents.rest.pipeline import run_rest_react
-from tfkit.config import ConfigError
+from tfkit.config import ConfigError, require_at_least
 from tfkit.experiments.base import Experiment, Headline
 
 __all__ = ["Config", "EXPERIMENT"]
@@ -100,12 +100,11 @@ class Config:
             if value is not None and not 0 < value < math.inf:
                 raise ConfigError(f"{name} must be positive (or None for the default), "
                                   f"got {value}")
-        for name in ("train_questions", "dev_questions", "test_questions", "demo_questions",
-                     "num_samples", "xs_num_samples", "max_searches", "max_new_tokens",
-                     "generations", "trajectories_per_question", "batch_size", "eval_runs",
-                     "epochs", "epochs_initial", "people", "cities", "countries", "companies"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, ("train_questions", "dev_questions", "test_questions",
+                                "demo_questions", "num_samples", "xs_num_samples",
+                                "max_searches", "max_new_tokens", "generations",
+                                "trajectories_per_question", "batch_size", "eval_runs", "epochs",
+                                "epochs_initial", "people", "cities", "countries", "companies"))
         for name in ("l_spec", "s_spec", "xs_spec"):
             spec = getattr(self, name)
             if len(spec) != 4 or min(spec) < 1:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfkit import datasets
 from tfkit.backend import keras, set_seed, tf
-from tfkit.config import ConfigError
+from tfkit.config import ConfigError, require_at_least
 from tfkit.experiments.base import Experiment, Headline
 from tfkit.models import ResNet, ViT
 from tfkit.robustness import registry
@@ -71,13 +71,10 @@ class Config:
         if self.dataset not in IMAGE_SIZES:
             raise ConfigError(f"dataset must be one of {sorted(IMAGE_SIZES)}, got "
                               f"{self.dataset!r}")
-        for name in ("train_examples", "eval_examples", "epochs", "batch_size", "patch_size",
-                     "vit_layers", "vit_hidden_dim", "vit_heads", "vit_mlp_dim",
-                     "resnet_blocks", "pgd_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.cka_examples < 2:
-            raise ConfigError(f"cka_examples must be at least 2, got {self.cka_examples}")
+        require_at_least(self, ("train_examples", "eval_examples", "epochs", "batch_size",
+                                "patch_size", "vit_layers", "vit_hidden_dim", "vit_heads",
+                                "vit_mlp_dim", "resnet_blocks", "pgd_steps"))
+        require_at_least(self, ("cka_examples",), minimum=2)
         if not 0 < self.learning_rate < math.inf or not 0 <= self.weight_decay < math.inf:
             raise ConfigError(f"learning_rate must be > 0 and weight_decay >= 0, got "
                               f"{self.learning_rate} and {self.weight_decay}")
