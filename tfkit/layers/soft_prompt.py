@@ -112,9 +112,7 @@ class SoftPrompt(keras.layers.Layer):
                              f"{table.shape}")
         if not self.built:
             self.build((None, None, table.shape[-1]))
-        if table.shape[-1] != self.prompt.shape[-1]:
-            raise ValueError(f"embedding width {table.shape[-1]} != prompt width "
-                             f"{self.prompt.shape[-1]}")
+        self.check_width(table.shape[-1])
         return table
 
     def init_from_vocabulary(self, embeddings, seed: int = 0,
