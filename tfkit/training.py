@@ -23,8 +23,15 @@ class ResumableFit(keras.callbacks.Callback):
         max_to_keep: checkpoints kept on disk.
 
     Example:
-        >>> cb = ResumableFit("/tmp/ckpt")                     # doctest: +SKIP
-        >>> model.fit(x, y, epochs=10, initial_epoch=cb.restore(model), callbacks=[cb])
+        >>> import tempfile
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile("adam", "mse")
+        >>> x, y = np.ones((8, 4), "float32"), np.ones((8, 1), "float32")
+        >>> cb = ResumableFit(tempfile.mkdtemp())
+        >>> _ = model.fit(x, y, epochs=2, initial_epoch=cb.restore(model), callbacks=[cb],
+        ...               verbose=0)
+        >>> len(cb.history["loss"]), cb.restore(model)  # run again: resumes after epoch 2
+        (2, 2)
     """
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1):

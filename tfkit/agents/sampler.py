@@ -39,8 +39,14 @@ class KVCacheSampler:
             models; each new input shape compiles once).
 
     Example:
-        >>> sampler = KVCacheSampler(lm, eos_id=2)                       # doctest: +SKIP
-        >>> tokens, logprob, n = sampler(prompt_ids, max_new_tokens=16, temperature=0.5)
+        >>> from tfkit.models import DecoderLM
+        >>> lm = DecoderLM(vocabulary_size=20, sequence_length=32, num_layers=1, hidden_dim=16,
+        ...                num_heads=2, intermediate_dim=32)
+        >>> sampler = KVCacheSampler(lm, eos_id=2, jit_compile=False)
+        >>> prompt_ids = np.array([[5, 6, 7], [0, 8, 9]])  # a batch, left-padded with 0
+        >>> tokens, logprob, n = sampler(prompt_ids, max_new_tokens=4, temperature=0.5)
+        >>> tokens.shape, logprob.shape, n.shape  # new tokens, their log-probability, count
+        (TensorShape([2, 4]), TensorShape([2]), TensorShape([2]))
     """
 
     def __init__(self, model: keras.Model, eos_id: int, jit_compile: bool = True):

@@ -6,8 +6,14 @@
 Library use:
 
     >>> from tfkit.export import export_saved_model, convert, TFLiteModel
-    >>> export_saved_model(model, {"kind": "image_classifier"}, "saved_models/m/1")
-    >>> TFLiteModel(convert(model, "int8", calibration=x_train[:200])).predict(x_test)
+    >>> from tfkit.models import ViT
+    >>> model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
+    ...             intermediate_dim=32, num_classes=3, channels=1)
+    >>> x = np.random.rand(4, 8, 8, 1).astype("float32")
+    >>> export_saved_model(model, {"kind": "image_classifier"}, "saved_models/m/1").name
+    '1'
+    >>> TFLiteModel(convert(model, "int8", calibration=x)).predict(x).shape
+    (4, 3)
 """
 
 from tfkit.export.errors import ExportError, TFLiteModelError

@@ -7,9 +7,15 @@ language models take token ids (tfkit's models tokenize outside the graph).
 
 Example:
     >>> from tfkit.export import export_saved_model
-    >>> export_saved_model(model, meta, "saved_models/topk/1")   # TF Serving layout
+    >>> from tfkit.models import ViT
+    >>> model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
+    ...             intermediate_dim=32, num_classes=3, channels=3)
+    >>> meta = {"kind": "image_classifier", "class_names": ["cat", "dog", "fox"]}
+    >>> _ = export_saved_model(model, meta, "saved_models/topk/1")   # TF Serving layout
     >>> m = tf.saved_model.load("saved_models/topk/1")
-    >>> m.signatures["serving_default"](images=tf.zeros([1, 32, 32, 3], tf.uint8))["classes"]
+    >>> out = m.signatures["serving_default"](images=tf.zeros([2, 8, 8, 3], tf.uint8))
+    >>> sorted(out), out["labels"].shape
+    (['classes', 'labels', 'logits', 'probabilities'], TensorShape([2]))
 """
 
 from __future__ import annotations

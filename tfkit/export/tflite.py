@@ -15,8 +15,13 @@ before the native interpreter sees it, so a corrupted or truncated file raises
 (`tfkit.sparsity.tflite` predicts and times its variants with it too).
 
 Example:
-    >>> flat = convert(model, "int8", calibration=train_images_float)
-    >>> TFLiteModel(flat).predict(test_images_float)   # dequantized float32 outputs
+    >>> from tfkit.models import ViT
+    >>> model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
+    ...             intermediate_dim=32, num_classes=3, channels=1)
+    >>> images = np.random.rand(8, 8, 8, 1).astype("float32")  # float32 [0, 1], as in training
+    >>> flat = convert(model, "int8", calibration=images)
+    >>> TFLiteModel(flat).predict(images).dtype   # dequantized float32 outputs
+    dtype('float32')
 """
 
 from __future__ import annotations

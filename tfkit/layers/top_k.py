@@ -21,7 +21,7 @@ class TopKActivation(keras.layers.Layer):
 
     Example:
         >>> layer = TopKActivation(k=2)
-        >>> layer(tf.constant([[3.0, -1.0, 5.0, 0.5]])).numpy()
+        >>> layer(tf.constant([[3.0, 1.0, 5.0, 0.5]])).numpy()
         array([[3., 0., 5., 0.]], dtype=float32)
     """
 

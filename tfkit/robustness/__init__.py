@@ -8,6 +8,12 @@ Transformers for Image Classification", ICCV 2021).
 - `evaluate` / `evaluate_layers`: evaluators yielding (name, value); `registry` runs them by name.
 - `metrics`: accuracy, ECE, mCE and relative mCE.
 
+    >>> from tfkit.models import ViT
+    >>> model = ViT(image_size=8, patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+    ...             intermediate_dim=32, num_classes=3, channels=1)
+    >>> x_test, y_test = np.random.rand(6, 8, 8, 1).astype("float32"), np.arange(6) % 3
     >>> from tfkit.robustness import registry
-    >>> results = registry.run(model, (x_test, y_test), ["clean", "corruptions"])  # doctest: +SKIP
+    >>> results = registry.run(model, (x_test, y_test), ["clean", "patch"])
+    >>> results["clean/accuracy"] >= 0.0, "patch/shuffle" in results
+    (True, True)
 """

@@ -1,7 +1,11 @@
 """FGSM and PGD attacks (L-inf and L2, random start) on a classifier's logits.
 
     >>> attack = PGD(epsilon=2 / 255, norm="linf", steps=5)
-    >>> x_adv = attack(predict_fn, images, labels, seed=0)          # doctest: +SKIP
+    >>> predict_fn = lambda x: tf.reduce_mean(x, axis=[1, 2]) * [[4.0, -4.0]]  # 2 classes
+    >>> images, labels = tf.random.uniform([3, 8, 8, 1], seed=1), tf.constant([0, 0, 1])
+    >>> x_adv = attack(predict_fn, images, labels, seed=0)
+    >>> float(tf.reduce_max(tf.abs(x_adv - images))) <= 2 / 255 + 1e-6
+    True
 
 `predict_fn` maps float [0, 1] images to logits and must be differentiable in TensorFlow (a Keras
 model, or a loaded SavedModel's serving function). Adversarial images stay in [0, 1].

@@ -1,6 +1,12 @@
 """Linear centred kernel alignment (Kornblith et al. 2019) between a model's layers.
 
-    >>> names, matrix = layer_cka(vit, images, tokens="cls")        # doctest: +SKIP
+    >>> from tfkit.models import ViT
+    >>> vit = ViT(image_size=8, patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+    ...           intermediate_dim=32, num_classes=3, channels=1)
+    >>> images = np.random.rand(16, 8, 8, 1).astype("float32")
+    >>> names, matrix = layer_cka(vit, images, tokens="cls")
+    >>> len(names) == len(matrix), bool(np.allclose(np.diag(matrix), 1.0, atol=1e-4))
+    (True, True)
 
 `tokens="all"` compares whole representations (every token / every spatial position,
 flattened); `tokens="cls"` compares the ViT's [CLS] token only (for a ResNet: the globally

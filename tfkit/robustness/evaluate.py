@@ -4,8 +4,15 @@ An evaluator takes a model (a Keras model or any `predict_fn`: float [0, 1] imag
 and a dataset (a `tf.data.Dataset` of (images, labels) batches, or an (images, labels) pair of
 arrays) and yields `(name, value)` pairs:
 
-    >>> for name, value in corruptions(model, (x_test, y_test), severities=(1, 5)):
-    ...     print(name, value)                        # corruptions/fog/1 0.71 ...
+    >>> from tfkit.models import ViT
+    >>> model = ViT(image_size=32, patch_size=8, num_layers=1, hidden_dim=16, num_heads=2,
+    ...             intermediate_dim=32, num_classes=10)
+    >>> x_test, y_test = np.random.rand(8, 32, 32, 3).astype("float32"), np.arange(8)
+    >>> for name, value in corruptions(model, (x_test, y_test), ["fog"], severities=(1, 5)):
+    ...     print(name, 0.0 <= value <= 1.0)
+    corruptions/fog/1 True
+    corruptions/fog/5 True
+    corruptions/mean_accuracy True
 
 Names are slash-separated paths ("adversarial/pgd_linf/0.0078"); values are floats. A new
 evaluator starts with `fn, ds = prepare(model, data)` (checked predict_fn and float batches):

@@ -4,7 +4,10 @@
 probabilities) and an (images, labels) dataset or pair of arrays into a checked predict_fn that
 returns float32 logits and float [0, 1] image batches with integer class ids:
 
-    >>> fn, ds = prepare(model, (x_test, y_test))                       # doctest: +SKIP
+    >>> model = lambda x: tf.reduce_mean(x, axis=[1, 2]) * [[1.0, -1.0]]  # 2 classes, logits
+    >>> fn, ds = prepare(model, (np.zeros((5, 4, 4, 1), np.uint8), np.array([0, 1, 0, 1, 0])))
+    >>> [(x.shape, x.dtype.name, y.dtype.name) for x, y in ds]
+    [(TensorShape([5, 4, 4, 1]), 'float32', 'int64')]
 
 uint8 images are scaled to [0, 1] (a model that scales pixels itself gets its 0..255 pixels),
 [N, H, W] images get a channel axis, one-hot or [N, 1] labels become class ids, single examples

@@ -4,8 +4,13 @@ tfkit's ViT and ResNet are chains of named layers ("block_0", "block_1", ...). T
 here re-run such a chain with some layers replaced, and return a `predict_fn` (images -> logits)
 that any evaluator accepts; the original model is not modified.
 
-    >>> fn = remove_block(vit, 3, part="mlp")     # block 3 keeps its attention, loses its MLP
-    >>> fn = restrict_attention(vit, layers=[4, 5], mode="self_cls")
+    >>> from tfkit.models import ViT
+    >>> vit = ViT(image_size=8, patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+    ...           intermediate_dim=32, num_classes=3, channels=1)
+    >>> fn = remove_block(vit, 1, part="mlp")     # block 1 keeps its attention, loses its MLP
+    >>> fn(np.zeros((2, 8, 8, 1), "float32")).shape
+    TensorShape([2, 3])
+    >>> fn = restrict_attention(vit, layers=[0, 1], mode="self_cls")
 """
 
 from __future__ import annotations

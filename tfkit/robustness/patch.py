@@ -1,6 +1,10 @@
 """Patch perturbations aligned (or not) with a ViT's patch grid.
 
-    >>> shuffled = shuffle_patches(images, patch_size=4, seed=0)        # doctest: +SKIP
+    >>> images = tf.random.uniform([2, 8, 8, 3], seed=1)
+    >>> shuffled = shuffle_patches(images, patch_size=4, seed=0)
+    >>> shuffled.shape, bool(tf.reduce_all(tf.sort(tf.reshape(shuffled, [-1]))
+    ...                                    == tf.sort(tf.reshape(images, [-1]))))
+    (TensorShape([2, 8, 8, 3]), True)
 
 All ops take float [B, H, W, C] images whose sides are divisible by `patch_size`, are
 deterministic per seed, and keep values in [0, 1].

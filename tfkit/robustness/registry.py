@@ -3,7 +3,11 @@
     >>> from tfkit.robustness import registry
     >>> registry.names()
     ['clean', 'corruptions', 'adversarial', 'spatial', 'patch', 'layers', 'cka']
-    >>> results = registry.run(model, (x, y), ["clean", "corruptions"])    # doctest: +SKIP
+    >>> model = lambda x: tf.reduce_mean(x, axis=[1, 2]) * [[1.0, -1.0]]  # any predict_fn
+    >>> x, y = np.random.rand(4, 8, 8, 1).astype("float32"), np.array([0, 1, 0, 1])
+    >>> results = registry.run(model, (x, y), ["clean"])
+    >>> sorted(results)
+    ['clean/accuracy', 'clean/ece']
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Lazy Neuron: activation-sparsity measurement, Top-k MLPs in keras-nlp blocks, sparse TFLite.
 
-    >>> from tfkit.sparsity import nonzero_fraction, SparsityMonitor, mlp_flops  # doctest: +SKIP
+    >>> from tfkit.sparsity import nonzero_fraction, SparsityMonitor, mlp_flops
 
 - `nonzero_fraction(model, data)`: nonzero fraction of the MLP activation per layer;
   `dead_fraction`: neurons never active on `data`.

@@ -32,8 +32,15 @@ class SparsityMonitor(keras.callbacks.Callback):
             probe rewrites it, and a fit resuming at step s reloads its probes before s.
 
     Example:
-        >>> monitor = SparsityMonitor({"train": x[:256]}, every_n_steps=50)  # doctest: +SKIP
-        >>> model.fit(x, y, callbacks=[monitor]); monitor.history[-1]["nonzero_fraction_per_layer"]
+        >>> from tfkit.models import ViT
+        >>> vit = ViT(image_size=8, patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+        ...           intermediate_dim=32, num_classes=3, channels=1, activation="relu")
+        >>> vit.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> x, y = np.random.rand(16, 8, 8, 1).astype("float32"), np.arange(16) % 3
+        >>> monitor = SparsityMonitor({"train": x[:8]}, every_n_steps=2)
+        >>> _ = vit.fit(x, y, batch_size=4, callbacks=[monitor], verbose=0)
+        >>> [(p["step"], len(p["nonzero_fraction_per_layer"])) for p in monitor.history]
+        [(0, 2), (2, 2), (4, 2)]
     """
 
     def __init__(self, data: dict[str, Any], every_n_steps: int = 100,

@@ -96,8 +96,20 @@ class ReActAgent:
         shots: optional few-shot demonstrations per step: {step: [(AgentState, output)]}.
 
     Example:
-        >>> agent = ReActAgent(lm, BM25Search(docs))                   # doctest: +SKIP
-        >>> trajectories = agent.run([{"qid": "q0", "question": "..."}], seed=0)
+        >>> from tfkit.agents import BM25Search, CallableLM, Document
+        >>> replies = {  # a scripted model: one output per step (the prompt starts with it)
+        ...     "decide": 'Search(thoughts="look it up", query="capital of Brev")',
+        ...     "summarize": 'Summary(links=[1], text="Brev: Ume Vale [link_id=1]")',
+        ...     "answer": 'Answer(text="Ume Vale [link_id=1]")'}
+        >>> def reply(prompt, temperature, max_new_tokens, stop):
+        ...     if prompt.startswith("decide") and "Ume Vale" in prompt:
+        ...         return 'Terminate(thoughts="found it")'
+        ...     return replies.get(prompt.split("(")[0], "Pass()")
+        >>> docs = [Document("d1", "the capital of Brev is Ume Vale .")]
+        >>> agent = ReActAgent(CallableLM(reply), BM25Search(docs))
+        >>> [t] = agent.run([{"qid": "q0", "question": "what is the capital of Brev ?"}], seed=0)
+        >>> t["answer"], t["searches"]
+        ('Ume Vale [link_id=1]', 1)
     """
 
     def __init__(self, lm: LanguageModel, search: Callable, config: AgentConfig = AgentConfig(),

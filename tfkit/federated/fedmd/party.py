@@ -67,8 +67,12 @@ class Party:
         seed: seeds this party's shuffling.
 
     Example:
-        >>> party = Party("p0", paper_cnn(0, width=0.1), x_priv, y_priv)   # doctest: +SKIP
-        >>> party.train_private(epochs=5); party.accuracy(x_test, y_test)
+        >>> from tfkit.federated.fedmd import paper_cnn
+        >>> x, y = np.random.rand(12, 28, 28).astype("float32"), np.arange(12) % 16
+        >>> party = Party("p0", paper_cnn(0, width=0.1), x, y, private_batch_size=4)
+        >>> loss = party.train_private(epochs=1)
+        >>> party.logits(x[:3]).shape, 0.0 <= party.accuracy(x, y) <= 1.0
+        ((3, 16), True)
     """
 
     def __init__(self, name: str, model: keras.Model, x_private: np.ndarray,
