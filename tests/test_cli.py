@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -120,3 +121,21 @@ def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("tfkit: interrupted; run the same command again (the same --out): it "
                    "resumes from the last finished stage and checkpoint")
+
+
+@pytest.mark.parametrize("level", [None, "0"])
+def test_cli_hides_tensorflows_import_time_errors_unless_asked(level):
+    # TF 2.14 logs three harmless "Unable to register cuDNN/cuFFT/cuBLAS factory" errors when
+    # it loads; the CLI turns TF's C++ log down to fatal unless TF_CPP_MIN_LOG_LEVEL is set.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    code = ("import os, sys; from tfkit.cli import main; code = main(['run', 'robustness', "
+            "'--quick', '--print-config']); import tensorflow; "
+            "print('level', os.environ['TF_CPP_MIN_LOG_LEVEL'], file=sys.stderr); sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"level {level or '3'}" in out.stderr
+    if level is None:
+        assert "Unable to register" not in out.stderr, out.stderr[-2000:]

@@ -14,7 +14,7 @@ import pytest
 SCRIPT = textwrap.dedent("""
     import numpy as np
     import tensorflow_federated as tff
-    from tfkit.federated import runtime
+    from tfkit.federated import runtime, workers
     from tfkit.federated.bind import listening_addresses
 
     @tff.federated_computation(tff.FederatedType(np.float32, tff.CLIENTS))
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
 
     with runtime.local_context():
         print("mean", mean([1.0, 2.0, 6.0]), flush=True)
-        print("local listens", listening_addresses(runtime._LIVE[-1].port), flush=True)
+        print("local listens", listening_addresses(workers._LIVE[-1].port), flush=True)
     w = runtime.start_worker()          # left running on purpose: stopped at exit
     print("worker", w.process.pid, flush=True)
     {tail}
@@ -101,24 +101,24 @@ def _fake_binary(tmp_path, body: str):
 
 
 def test_dead_or_silent_worker_fails_fast_is_stopped_and_warned(tmp_path, monkeypatch, caplog):
-    from tfkit.federated import runtime
+    from tfkit.federated import runtime, workers
 
-    before = list(runtime._LIVE)  # workers other tests in this process left for exit
-    monkeypatch.setattr(runtime, "worker_binary_path",
+    before = list(workers._LIVE)  # workers other tests in this process left for exit
+    monkeypatch.setattr(workers, "worker_binary_path",
                         lambda: _fake_binary(tmp_path, "exit 3"))
     t0 = time.time()
-    with caplog.at_level("WARNING", logger="tfkit.federated.runtime"), \
+    with caplog.at_level("WARNING", logger="tfkit.federated.workers"), \
             pytest.raises(RuntimeError, match="exited with code 3"):
         runtime.start_worker(log_dir=tmp_path, bind=None)  # every interface: warned
     assert time.time() - t0 < 10  # not the 60 s ready timeout
     assert "ALL interfaces" in caplog.text and "port" in caplog.text
-    assert runtime._LIVE == before  # the failed worker is not kept for exit
+    assert workers._LIVE == before  # the failed worker is not kept for exit
 
-    monkeypatch.setattr(runtime, "worker_binary_path",
+    monkeypatch.setattr(workers, "worker_binary_path",
                         lambda: _fake_binary(tmp_path, "exec sleep 60"))  # never answers gRPC
     with pytest.raises(RuntimeError, match="no TFF worker answered"):
         runtime.start_worker(log_dir=tmp_path, timeout=1.0)
-    assert runtime._LIVE == before  # stopped, not left running until exit
+    assert workers._LIVE == before  # stopped, not left running until exit
     assert not any(b"sleep" in _cmdline(p) for p in _children())
 
 
@@ -140,8 +140,8 @@ def test_serve_worker_exits_zero_when_stopped(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from tfkit.federated import runtime, serve
-        runtime.worker_binary_path = lambda: Path({str(fake)!r})
+        from tfkit.federated import serve, workers
+        workers.worker_binary_path = lambda: Path({str(fake)!r})
         sys.exit(serve.serve_worker(12345))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -182,9 +182,9 @@ def runtime_free_port() -> int:
 def test_sigterm_while_the_worker_lock_is_held_does_not_deadlock():
     code = textwrap.dedent("""
         import os, signal
-        from tfkit.federated import runtime
-        runtime._install_handlers()
-        with runtime._LOCK:  # e.g. start_worker registering a worker when SIGTERM arrives
+        from tfkit.federated import workers
+        workers._install_handlers()
+        with workers._LOCK:  # e.g. start_worker registering a worker when SIGTERM arrives
             os.kill(os.getpid(), signal.SIGTERM)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
@@ -193,7 +193,7 @@ def test_sigterm_while_the_worker_lock_is_held_does_not_deadlock():
 
 @pytest.mark.skipif(not CAN_BIND, reason="the bind shim needs Linux and a C compiler")
 def test_start_worker_builds_the_bind_env_once(tmp_path, monkeypatch):
-    from tfkit.federated import runtime
+    from tfkit.federated import runtime, workers
 
     calls = []
 
@@ -203,8 +203,8 @@ def test_start_worker_builds_the_bind_env_once(tmp_path, monkeypatch):
 
     from tfkit.federated.bind import bind_env as runtime_bind_env
 
-    monkeypatch.setattr(runtime, "bind_env", counting_bind_env)
-    monkeypatch.setattr(runtime, "worker_binary_path", lambda: _fake_binary(tmp_path, "exit 3"))
+    monkeypatch.setattr(workers, "bind_env", counting_bind_env)
+    monkeypatch.setattr(workers, "worker_binary_path", lambda: _fake_binary(tmp_path, "exit 3"))
     with pytest.raises(RuntimeError, match="exited with code 3"):
         runtime.start_worker(log_dir=tmp_path)
     assert calls == ["127.0.0.1"]

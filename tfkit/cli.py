@@ -9,14 +9,19 @@
     tfkit export savedmodel RUN_DIR_OR_MODEL --out saved_models/NAME/VERSION
     tfkit export tflite RUN_DIR_OR_MODEL --out DIR
     tfkit bench [NAME ...]
+
+TensorFlow's C++ log is off below its fatal level (TF 2.14 prints three harmless "Unable to
+register cuDNN/cuFFT/cuBLAS factory" errors at every start); TF_CPP_MIN_LOG_LEVEL=0 shows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,6 +180,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads; see above
+    # TFF's google.rpc imports pkg_resources, which warns on every run; nothing a user can act
+    # on (setuptools<81 is pinned on purpose, tensorflow-text needs pkg_resources).
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     from tfkit.errors import TfkitError
 
     try:

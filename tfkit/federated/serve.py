@@ -4,7 +4,7 @@
     serve_worker(8000, bind="10.0.0.5")   # until SIGINT/SIGTERM; 0 when stopped
 
 The worker has no authentication:
-see `tfkit.federated.runtime` and docs/fedmd.md (Security) for where it may listen.
+see `tfkit.federated.workers` and docs/fedmd.md (Security) for where it may listen.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Any
 
-from tfkit.federated import runtime
+from tfkit.federated import workers
 from tfkit.federated.bind import BindError, bind_env, listening_addresses
 
 __all__ = ["serve_worker"]
@@ -28,7 +28,7 @@ def serve_worker(port: int, bind: str | None = None) -> int:
         bind: the one IPv4 address of this host to listen on (e.g. a private interface's);
             None listens on every interface. A `BindError` says why it cannot be applied.
 
-    Returns 0 when stopped by SIGINT/SIGTERM. Raises `runtime.WorkerNotReadyError` when the
+    Returns 0 when stopped by SIGINT/SIGTERM. Raises `workers.WorkerNotReadyError` when the
     worker exits by itself (it does so only when it fails, e.g. the port in use or `bind` not an
     address of this host; TFF's worker then exits with code 0).
 
@@ -36,7 +36,7 @@ def serve_worker(port: int, bind: str | None = None) -> int:
 
     >>> serve_worker(8000, bind="127.0.0.1")  # doctest: +SKIP
     """
-    binary = runtime.worker_binary_path()  # looked up on the module: tests replace it there
+    binary = workers.worker_binary_path()  # looked up on the module: tests replace it there
     env = bind_env(bind) if bind else None
     if bind:
         print(f"TFF worker listening on {bind}:{port} only, no authentication: keep that "
@@ -58,7 +58,7 @@ def serve_worker(port: int, bind: str | None = None) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     proc = subprocess.Popen([str(binary), f"--port={port}"], stdin=subprocess.DEVNULL, env=env,
-                            preexec_fn=runtime._die_with_parent_fn())
+                            preexec_fn=workers.die_with_parent_fn())
     procs.append(proc)
     if stopping:  # the request came while it was starting
         proc.send_signal(signal.SIGINT)
@@ -68,7 +68,7 @@ def serve_worker(port: int, bind: str | None = None) -> int:
                and time.time() < deadline):
             time.sleep(0.1)
         try:
-            runtime._check_bind(port, bind)
+            workers.check_bind(port, bind)
         except BindError:
             proc.kill()
             proc.wait()
@@ -81,6 +81,6 @@ def serve_worker(port: int, bind: str | None = None) -> int:
         return 0
     # worker_binary exits by itself only when it fails, e.g. with code 0 when it cannot bind
     where = f" and is {bind} an address of this host" if bind else ""
-    raise runtime.WorkerNotReadyError(
+    raise workers.WorkerNotReadyError(
         f"the TFF worker on port {port} exited by itself with code {proc.returncode} (its "
         f"messages are above): is the port free{where}?")
