@@ -120,3 +120,11 @@ def test_image_dataset_gives_float_grayscale_images_a_channel_axis_too():
     for images in (x, x.astype(np.float32) / 255.0):
         batch, _ = next(iter(image_dataset(images, y, batch_size=2)))
         assert batch.shape == (2, 8, 8, 1) and batch.dtype == "float32"
+
+
+@pytest.mark.parametrize("name", sorted(d.IMAGE_SIDES))
+def test_image_sides_are_what_the_loaders_give(name, request):
+    data_dir = None if name == "digits" else request.getfixturevalue("data_dir")
+    ds = d.load(name, data_dir=data_dir)
+    assert isinstance(ds, d.ImageDataset)
+    assert ds.test.x.shape[1:3] == (d.IMAGE_SIDES[name],) * 2

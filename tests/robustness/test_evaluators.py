@@ -85,3 +85,12 @@ def test_eval_command_on_a_tfkit_export_savedmodel(tmp_path):
     assert runs["exported"]["patch/shuffle"] == runs["m.keras"]["patch/shuffle"]
     with pytest.raises(TfkitError, match="not differentiable"):
         eval_command(str(tmp_path / "exported"), "digits", ["adversarial"], limit=8)
+
+
+def test_eval_command_refuses_a_text_dataset_before_loading_it(monkeypatch, tmp_path):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded (or downloaded) a dataset it cannot use")
+
+    monkeypatch.setattr("tfkit.datasets.load", no_loading)
+    with pytest.raises(TfkitError, match="'tinyshakespeare' is not an image dataset; choose"):
+        eval_command(str(tmp_path / "m.keras"), "tinyshakespeare", ["patch"], limit=16)

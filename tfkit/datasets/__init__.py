@@ -25,7 +25,8 @@ from tfkit.datasets.images import (
 )
 from tfkit.datasets.text import load_embedded_text, load_tinyshakespeare, next_token_windows
 
-__all__ = ["load", "names", "DataError", "ImageDataset", "TextDataset", "Split", "partition",
+__all__ = ["load", "names", "IMAGE_SIDES", "DataError", "ImageDataset", "TextDataset", "Split",
+           "partition",
            "load_mnist", "load_femnist", "load_cifar10", "load_digits", "load_tinyshakespeare",
            "load_embedded_text", "next_token_windows", "CIFAR10_CLASSES", "FEMNIST_CLASSES"]
 
@@ -35,6 +36,9 @@ _LOADERS: dict[str, Callable[..., ImageDataset | TextDataset]] = {
     "cifar10": load_cifar10,
     "tinyshakespeare": load_tinyshakespeare,
 }
+# The image datasets and their (square) image side in pixels: what image-only tools accept,
+# checked before a dataset is loaded (or downloaded).
+IMAGE_SIDES: dict[str, int] = {"mnist": 28, "femnist": 28, "cifar10": 32, "digits": 8}
 _EMBEDDED: dict[str, Callable[[], ImageDataset | TextDataset]] = {
     "digits": load_digits,
     "embedded-text": load_embedded_text,

@@ -25,7 +25,6 @@ from tfkit.training import fit_resumable
 
 MODELS = ("vit", "resnet")
 SUITES = ("clean", "corruptions", "adversarial", "spatial", "patch", "layers")  # layers: + CKA
-IMAGE_SIZES = {"cifar10": 32, "mnist": 28, "femnist": 28, "digits": 8}  # the image datasets
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,8 @@ class Config:
     cka_examples: int = 500
 
     def __post_init__(self) -> None:
-        if self.dataset not in IMAGE_SIZES:
-            raise ConfigError(f"dataset must be one of {sorted(IMAGE_SIZES)}, got "
+        if self.dataset not in datasets.IMAGE_SIDES:
+            raise ConfigError(f"dataset must be one of {sorted(datasets.IMAGE_SIDES)}, got "
                               f"{self.dataset!r}")
         require_at_least(self, ("train_examples", "eval_examples", "epochs", "batch_size",
                                 "patch_size", "vit_layers", "vit_hidden_dim", "vit_heads",
@@ -97,7 +96,7 @@ class Config:
 
 def check(config: Config) -> None:
     """The checks across fields (after every --set, see `Experiment.check`)."""
-    side = IMAGE_SIZES[config.dataset]
+    side = datasets.IMAGE_SIDES[config.dataset]
     if side % config.patch_size:
         raise ConfigError(f"patch_size {config.patch_size} does not divide the {side} px "
                           f"images of {config.dataset}")

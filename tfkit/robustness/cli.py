@@ -107,9 +107,10 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     if out is not None:
         target = Path(out) if Path(out).suffix == ".json" else Path(out) / "results.json"
         _check_target(target)
+    if data not in datasets.IMAGE_SIDES:  # before any loading or download
+        raise TfkitError(f"{data!r} is not an image dataset; choose from "
+                         f"{', '.join(sorted(datasets.IMAGE_SIDES))}")
     dataset = datasets.load(data, data_dir)
-    if not isinstance(dataset, datasets.ImageDataset):
-        raise TfkitError(f"{data!r} is not an image dataset")
     test = dataset.test.sample(limit, seed)  # a random sample: some copies are class-sorted
     images = test.x  # uint8 stays uint8: a model that rescales itself gets 0..255 pixels
     images = images if images.dtype == np.uint8 else images.astype(np.float32) / 255.0
