@@ -52,13 +52,19 @@ def test_fit_resumable_returns_the_whole_history_after_a_resume(tmp_path):
     from tfkit.training import fit_resumable
 
     x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int64)
-    first = fit_resumable(_tiny_fit_model(), x, y=y, epochs=2, directory=tmp_path, verbose=0)
-    assert len(first["loss"]) == 2
-    # "Interrupted" after 2 of 4 epochs: the resumed fit reports all 4.
-    resumed = fit_resumable(_tiny_fit_model(), x, y=y, epochs=4, directory=tmp_path, verbose=0)
+    said = []
+    first = fit_resumable(_tiny_fit_model(), x, y=y, epochs=2, directory=tmp_path, verbose=0,
+                          log=said.append)
+    assert len(first["loss"]) == 2 and said == []  # a fresh fit: nothing to say
+    # "Interrupted" after 2 of 4 epochs: the resumed fit reports all 4, and says it resumed.
+    resumed = fit_resumable(_tiny_fit_model(), x, y=y, epochs=4, directory=tmp_path, verbose=0,
+                            log=said.append)
     assert len(resumed["loss"]) == 4 and resumed["loss"][:2] == first["loss"]
-    done = fit_resumable(_tiny_fit_model(), x, y=y, epochs=4, directory=tmp_path, verbose=0)
+    assert said == [f"resuming from {tmp_path} after epoch 2 of 4: training epochs 3-4"]
+    done = fit_resumable(_tiny_fit_model(), x, y=y, epochs=4, directory=tmp_path, verbose=0,
+                         log=said.append)
     assert done == resumed  # nothing left to train: the history, not {}
+    assert said[-1].endswith("after epoch 4 of 4: nothing left to train")
 
 
 def test_fit_resumable_keeps_a_vector_metric_and_checkpoints(tmp_path):

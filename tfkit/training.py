@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,19 @@ class ResumableFit(keras.callbacks.Callback):
 
 
 def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | os.PathLike,
-                  callbacks: list | None = None, **fit_kwargs: Any) -> dict:
+                  callbacks: list | None = None, log: Callable[[str], None] | None = None,
+                  **fit_kwargs: Any) -> dict:
     """`model.fit(x, epochs=...)` that resumes from `directory` after an interruption.
 
+    `log`, if given, is told when a fit resumes (from which epoch) or was already complete.
     Returns the history dict of every epoch, those of earlier (interrupted) fits included.
     """
     cb = ResumableFit(directory)
     start = cb.restore(model)
+    if start and log is not None:
+        left = ("nothing left to train" if start >= epochs
+                else f"training epochs {start + 1}-{epochs}")
+        log(f"resuming from {directory} after epoch {start} of {epochs}: {left}")
     earlier = {k: list(values) for k, values in cb.history.items()}
     if start >= epochs:
         return earlier

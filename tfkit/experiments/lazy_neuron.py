@@ -164,7 +164,7 @@ def _train_vit(cfg: Config, run_dir: RunDir, data: tuple, name: str, width: int,
            "random_labels": random_labels, "train_examples": len(x_tr), "epochs": epochs,
            **fit_probed(model, image_dataset(x_tr, y_tr, cfg.batch_size, shuffle=True,
                                              seed=cfg.seed), probes,
-                        run_dir.checkpoint_dir(name), epochs, every, verbose=0),
+                        run_dir.checkpoint_dir(name), epochs, every, log=run_dir.log, verbose=0),
            "train_accuracy": accuracy(model, x_tr, y_tr), "accuracy": accuracy(model, x_te, y_te)}
     if noise:
         flipped = y_tr != y_true
@@ -196,7 +196,8 @@ def _train_lm(cfg: Config, run_dir: RunDir, text: tuple, name: str, width: int,
     probes = {"train": x[:cfg.probe_examples], "test": xt[:cfg.probe_examples]}
     out = {"width": width, "depth": depth,
            **fit_probed(model, x, probes, run_dir.checkpoint_dir(name), cfg.lm_epochs,
-                        cfg.probe_every_steps, y=y, batch_size=cfg.lm_batch_size, verbose=0)}
+                        cfg.probe_every_steps, log=run_dir.log, y=y, batch_size=cfg.lm_batch_size,
+                        verbose=0)}
     out["test_loss"] = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
         yt, model(xt, training=False)))
     run_dir.log(f"{name}: test loss {out['test_loss']:.3f}, nonzero (test) "

@@ -157,7 +157,7 @@ def _train(config: Config, run_dir: RunDir, kind: str, data, xtr, ytr, xte, yte)
     model.compile(keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
     history = fit_resumable(model, _train_dataset(config, xtr, ytr), epochs=config.epochs,
-                            directory=run_dir.checkpoint_dir(kind), verbose=2)
+                            directory=run_dir.checkpoint_dir(kind), log=run_dir.log, verbose=2)
     accuracy = float(model.evaluate(xte, yte, batch_size=256, verbose=0)[1])
     run_dir.save_model(model, kind, {
         "kind": "image_classifier", "dataset": config.dataset, "input_shape": list(xtr.shape[1:]),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
 
 def fit_probed(model: keras.Model, data: Any, probes: dict[str, Any],
                directory: str | os.PathLike, epochs: int, every_n_steps: int,
-               **fit_kwargs: Any) -> dict:
+               log: Callable[[str], None] | None = None, **fit_kwargs: Any) -> dict:
     """`fit_resumable(model, data, ...)` with a `SparsityMonitor` on `probes` (all batches).
 
     Args:
@@ -49,6 +50,7 @@ def fit_probed(model: keras.Model, data: Any, probes: dict[str, Any],
         directory: the resumable checkpoint folder.
         epochs: training epochs.
         every_n_steps: probe interval in optimizer steps.
+        log: told when the fit resumes from `directory` (see `fit_resumable`).
         **fit_kwargs: passed to `model.fit` (e.g. `y`, `batch_size`, `verbose`).
 
     Returns:
@@ -59,7 +61,7 @@ def fit_probed(model: keras.Model, data: Any, probes: dict[str, Any],
     monitor = SparsityMonitor(probes, every_n_steps=every_n_steps, max_batches=None,
                               history_path=probes_path)
     history = fit_resumable(model, data, epochs=epochs, directory=directory,
-                            callbacks=[monitor], **fit_kwargs)
+                            callbacks=[monitor], log=log, **fit_kwargs)
     over_training = monitor.history
     if not over_training and probes_path.exists():  # the fit had finished before: no probes ran
         over_training = json.loads(probes_path.read_text())
