@@ -104,6 +104,9 @@ def test_static_batch_tflite_of_a_subclassed_model():
     model(x)
     flat = to_tflite(model, batch_size=1)
     np.testing.assert_allclose(predict_tflite(flat, x), model(x).numpy(), atol=1e-5)
+    # without batch_size the batch stays dynamic (not the first call's 3)
+    dynamic = tf.lite.Interpreter(model_content=to_tflite(model)).get_input_details()[0]
+    assert list(dynamic["shape_signature"]) == [-1, 5, 8]
     with pytest.raises(ValueError, match="call the model"):
         to_tflite(_Subclassed(), batch_size=1)
 
