@@ -9,12 +9,12 @@ from tfkit.backend import keras
 from tfkit.datasets.pipeline import to_float
 from tfkit.models import ViT
 from tfkit.sparsity import (
-            SparsityMonitor,
-            gathered_top_k,
-            latency_ms,
-            max_abs_diff,
-            nonzero_fraction,
-            to_tflite,
+    SparsityMonitor,
+    gathered_top_k,
+    latency_ms,
+    max_abs_diff,
+    nonzero_fraction,
+    to_tflite,
 )
 
 digits = datasets.load("digits")  # 8x8 handwritten digits, embedded in scikit-learn

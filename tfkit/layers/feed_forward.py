@@ -52,7 +52,13 @@ class FeedForward(keras.layers.Layer):
         self.output_dense = keras.layers.Dense(
             hidden_dim, kernel_initializer=self.kernel_initializer, name="output_dense",
             dtype=dtype)
-        self.output_dense.build([*input_shape[:-1], self.intermediate_dim])
+        hidden_shape = [*input_shape[:-1], self.intermediate_dim]
+        self.output_dense.build(hidden_shape)
+        # built here too (they have no weights): a subclass that skips them in `call`
+        # (GatheredFeedForward) then saves and converts without "not built" warnings
+        for layer in (self.top_k_layer, self.dropout_layer):
+            if layer is not None:
+                layer.build(hidden_shape)
         super().build(input_shape)
 
     def intermediate(self, x: tf.Tensor) -> tf.Tensor:
