@@ -10,7 +10,7 @@ finished one just prints its tables). The curve is printed beside the paper's fi
 3.0 % nonzero; every layer but the first ≤ ~10 %). This is the emergence part of the
 experiment run longer than the quick preset's 124 steps; a measurement, not a speed benchmark.
 
-    uv run python benchmarks/lazy_neuron_emergence.py --out /tmp/emergence \
+    uv run python benchmarks/lazy_neuron_emergence.py [--out /tmp/emergence] \
         [--steps 300] [--widths 128 512] [--lrs 1e-3] [--probe-every 100]
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +29,9 @@ PROBE_WINDOWS = 256  # train and test windows per probe
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="checkpoints + curve.jsonl (resume)")
+    p.add_argument("--out", type=Path,
+                   help="checkpoints + curve.jsonl; the same --out resumes a killed run "
+                        "(default: a new temporary folder, no resume)")
     p.add_argument("--steps", type=int, default=300, help="optimizer steps per model")
     p.add_argument("--widths", type=int, nargs="+", default=[128, 512], help="MLP widths d_ff")
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-3],
@@ -132,6 +135,9 @@ def main() -> None:
                                                     args.seed + 1_000_000),
                "test": datasets.next_token_windows(test_ids, PROBE_WINDOWS, args.length,
                                                    args.seed + 1)}
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="tfkit_emergence_"))
+        print(f"writing checkpoints to {args.out} (pass --out DIR to be able to resume)")
     args.out.mkdir(parents=True, exist_ok=True)
     curve_path = args.out / "curve.jsonl"
     rows = ([json.loads(line) for line in curve_path.read_text().splitlines()]

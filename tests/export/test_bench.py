@@ -48,3 +48,17 @@ def test_runs_scripts_and_refreshes_block(repo):
 def test_unknown_name_lists_available(repo):
     with pytest.raises(BenchmarkError, match="available: bad, good"):
         run_benchmarks(["nope"], root=repo)
+
+
+def test_every_benchmark_runs_without_required_arguments():
+    # `tfkit bench` runs each script with only --json (benchmarks/README.md, convention 1)
+    import ast
+    from pathlib import Path
+
+    scripts = sorted((Path(__file__).parents[2] / "benchmarks").glob("[!_]*.py"))
+    assert len(scripts) >= 5
+    for script in scripts:
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "required":
+                assert not (isinstance(node.value, ast.Constant) and node.value.value), \
+                    f"{script.name} has a required argument"
