@@ -139,3 +139,15 @@ def test_cli_hides_tensorflows_import_time_errors_unless_asked(level):
     assert f"level {level or '3'}" in out.stderr
     if level is None:
         assert "Unable to register" not in out.stderr, out.stderr[-2000:]
+
+
+def test_cli_drops_tensorflows_retracing_warnings_only(caplog):
+    import logging
+
+    main(["list"])
+    tf_log = logging.getLogger("tensorflow")
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        tf_log.warning("5 out of the last 5 calls to <function f> triggered tf.function "
+                       "retracing. Tracing is expensive ...")
+        tf_log.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
