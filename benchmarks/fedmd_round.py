@@ -245,11 +245,13 @@ def main() -> int:
         "speedup"]))
     print(f"\nwhole script: {time.perf_counter() - t0:.0f} s")
     if args.json:
+        from tfkit.bench import reproduce_command
+
         write_json(args.json, {"name": "fedmd_round", "metrics": {
             "one_thread": one, "ours_parallel": parallel, "whole_cpu": whole,
             "speedup_one_thread_x": one["peer"]["total"] / ours_one["total"],
             "speedup_whole_cpu_x": whole["peer"]["total"] / ours_whole["total"]},
-            "command": "uv run python benchmarks/fedmd_round.py " + " ".join(sys.argv[1:])})
+            "command": reproduce_command()})
     return 0
 
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -107,13 +106,15 @@ def main() -> None:
     print(f"tfkit KVCacheSampler (no XLA)   : {n / t_graph:9.1f} tokens/s ({t_graph:.3f} s)")
     print(f"speed-up: {t_theirs / t_ours:.2f}x")
     if args.json:
+        from tfkit.bench import reproduce_command
+
         args.json.write_text(json.dumps({
             "name": "generation",
             "metrics": {"ours_tokens_per_s": round(n / t_ours, 1),
                         "peer_tokens_per_s": round(n / t_theirs, 1),
                         "ours_no_xla_tokens_per_s": round(n / t_graph, 1),
                         "speedup_x": round(t_theirs / t_ours, 2)},
-            "command": "uv run python benchmarks/generation.py " + " ".join(sys.argv[1:])}))
+            "command": reproduce_command()}))
 
 
 if __name__ == "__main__":

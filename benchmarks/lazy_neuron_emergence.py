@@ -135,9 +135,12 @@ def main() -> None:
                                                     args.seed + 1_000_000),
                "test": datasets.next_token_windows(test_ids, PROBE_WINDOWS, args.length,
                                                    args.seed + 1)}
+    scratch = None  # without --out: a temporary folder, removed when the script ends
     if args.out is None:
-        args.out = Path(tempfile.mkdtemp(prefix="tfkit_emergence_"))
-        print(f"writing checkpoints to {args.out} (pass --out DIR to be able to resume)")
+        scratch = tempfile.TemporaryDirectory(prefix="tfkit_emergence_")
+        args.out = Path(scratch.name)
+        print(f"checkpoints go to {args.out}, removed at the end (--out DIR keeps them, so that "
+              "a killed run can resume)")
     args.out.mkdir(parents=True, exist_ok=True)
     curve_path = args.out / "curve.jsonl"
     rows = ([json.loads(line) for line in curve_path.read_text().splitlines()]
@@ -188,6 +191,8 @@ def main() -> None:
         print(f"{v.name}, step {row['step']}: dead " + " / ".join(f"{d:.1%}" for d in dead)
               + "; nonzero among live " + " / ".join(f"{f:.1%}" for f in live))
     if args.json:
+        from tfkit.bench import reproduce_command
+
         last = {n: max((r for r in rows if r["variant"] == n), key=lambda r: r["step"])
                 for n in names}
         metrics = {f"{n}_layer{i + 1}_nonzero": round(f, 4)
@@ -195,8 +200,7 @@ def main() -> None:
         metrics.update({f"{n}_test_loss": round(r["test_loss"], 4) for n, r in last.items()})
         args.json.write_text(json.dumps({
             "name": "lazy_neuron_emergence", "metrics": metrics,
-            "command": "uv run python benchmarks/lazy_neuron_emergence.py "
-                       + " ".join(sys.argv[1:]).split(" --json")[0]}))
+            "command": reproduce_command()}))
 
 
 if __name__ == "__main__":

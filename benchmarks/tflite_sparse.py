@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +111,10 @@ def main() -> None:
                "topk_max_abs_diff": diff}
     print(" ".join(f"{m}={v:.4g}" for m, v in metrics.items()))
     if args.json:
+        from tfkit.bench import reproduce_command
+
         args.json.write_text(json.dumps({"name": "tflite_sparse", "metrics": metrics,
-                                         "command": "uv run python benchmarks/tflite_sparse.py "
-                                         + " ".join(sys.argv[1:])}))
+                                         "command": reproduce_command()}))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ from tfkit.agents import (
 )
 from tfkit.agents.rest import ModelSpec, evaluate_policy, finetune, run_generation
 from tfkit.agents.world import ScriptedTeacher, build_world
+from tfkit.backend import set_seed
 
+set_seed(0)  # the same student initialisation and training on every run
 world = build_world(0, people=40, cities=16, countries=6, companies=12, train=40, dev=10,
                     test=10)
 bm25 = BM25Search(world.documents)

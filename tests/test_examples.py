@@ -1,6 +1,7 @@
 """Every script in examples/ runs as a user runs it (its own process, embedded data) and prints
 its result. About 2.5 minutes for all six on 2 cores."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ def test_every_example_is_checked():
 @pytest.mark.parametrize("name", sorted(LAST_LINES))
 def test_example_runs(name, tmp_path):
     args = ["--out", str(tmp_path / "out")] if name == "deployment.py" else []
-    out = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=tmp_path,
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # its temp files and worker logs go here
+    out = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert LAST_LINES[name] in out.stdout, out.stdout[-2000:]

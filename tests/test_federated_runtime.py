@@ -237,3 +237,15 @@ def test_served_worker_on_a_port_in_use_is_an_error_not_exit_zero():
                               timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]  # was 0
     assert "exited by itself" in proc.stderr and "port free" in proc.stderr
+
+
+def test_a_worker_logs_tensorflow_errors_even_under_the_quiet_cli(tmp_path, monkeypatch):
+    from tfkit.federated import runtime, workers
+
+    # the CLI sets TF_CPP_MIN_LOG_LEVEL=3 for its own output; the worker's log keeps errors
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    script = 'echo "level=$TF_CPP_MIN_LOG_LEVEL"; exit 3'
+    monkeypatch.setattr(workers, "worker_binary_path", lambda: _fake_binary(tmp_path, script))
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        runtime.start_worker(log_dir=tmp_path, bind=None)
+    assert "level=2" in next(tmp_path.glob("tfkit_worker_*.log")).read_text()

@@ -65,6 +65,9 @@ def test_fit_resumable_returns_the_whole_history_after_a_resume(tmp_path):
                          log=said.append)
     assert done == resumed  # nothing left to train: the history, not {}
     assert said[-1].endswith("after epoch 4 of 4: nothing left to train")
+    fewer = fit_resumable(_tiny_fit_model(), x, y=y, epochs=3, directory=tmp_path, verbose=0,
+                          log=said.append)
+    assert fewer == resumed and "more than epochs=3: nothing to train" in said[-1]
 
 
 def test_fit_resumable_keeps_a_vector_metric_and_checkpoints(tmp_path):

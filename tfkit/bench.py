@@ -25,7 +25,7 @@ from tfkit.errors import TfkitError
 from tfkit.runs import atomic_write_text, markdown_table, read_json, write_json
 
 __all__ = ["run_benchmarks", "discover", "machine", "render_block", "refresh_results_md",
-           "BenchmarkError"]
+           "BenchmarkError", "reproduce_command"]
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -34,6 +34,21 @@ TIMEOUT_S = 3600  # one benchmark may take up to an hour on 2 cores before it is
 
 class BenchmarkError(TfkitError):
     """An unknown benchmark name, or a benchmarks folder without scripts."""
+
+
+def reproduce_command(argv: Sequence[str] | None = None) -> str:
+    """The command that re-runs this benchmark script as it was run, for its `--json` record:
+    `uv run python benchmarks/NAME.py ARGS`, without `--json PATH` (a file of this run)."""
+    argv = list(sys.argv if argv is None else argv)
+    args, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--json":
+            skip = True
+        elif not arg.startswith("--json="):
+            args.append(arg)
+    return " ".join(["uv run python", f"benchmarks/{Path(argv[0]).name}", *args])
 
 
 def discover(bench_dir: Path) -> dict[str, Path]:

@@ -24,11 +24,10 @@ class ResumableFit(keras.callbacks.Callback):
         max_to_keep: checkpoints kept on disk.
 
     Example:
-        >>> import tempfile
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
         >>> model.compile("adam", "mse")
         >>> x, y = np.ones((8, 4), "float32"), np.ones((8, 1), "float32")
-        >>> cb = ResumableFit(tempfile.mkdtemp())
+        >>> cb = ResumableFit("checkpoints/tiny")
         >>> _ = model.fit(x, y, epochs=2, initial_epoch=cb.restore(model), callbacks=[cb],
         ...               verbose=0)
         >>> len(cb.history["loss"]), cb.restore(model)  # run again: resumes after epoch 2
@@ -82,9 +81,13 @@ def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | o
     cb = ResumableFit(directory)
     start = cb.restore(model)
     if start and log is not None:
-        left = ("nothing left to train" if start >= epochs
-                else f"training epochs {start + 1}-{epochs}")
-        log(f"resuming from {directory} after epoch {start} of {epochs}: {left}")
+        if start > epochs:
+            log(f"{directory} holds a fit of {start} epochs, more than epochs={epochs}: "
+                f"nothing to train (its history keeps all {start})")
+        else:
+            left = ("nothing left to train" if start == epochs else f"training epoch {epochs}"
+                    if start + 1 == epochs else f"training epochs {start + 1}-{epochs}")
+            log(f"resuming from {directory} after epoch {start} of {epochs}: {left}")
     earlier = {k: list(values) for k, values in cb.history.items()}
     if start >= epochs:
         return earlier

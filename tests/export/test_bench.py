@@ -62,3 +62,13 @@ def test_every_benchmark_runs_without_required_arguments():
             if isinstance(node, ast.keyword) and node.arg == "required":
                 assert not (isinstance(node.value, ast.Constant) and node.value.value), \
                     f"{script.name} has a required argument"
+
+
+def test_reproduce_command_leaves_out_the_json_file():
+    from tfkit.bench import reproduce_command
+
+    # `tfkit bench` puts --json first; the recorded command must not name its temp file
+    assert reproduce_command(["benchmarks/x.py", "--json", "/tmp/t/x.json", "--steps", "3"]) \
+        == "uv run python benchmarks/x.py --steps 3"
+    assert reproduce_command(["/abs/benchmarks/x.py", "--steps", "3", "--json=o.json"]) \
+        == "uv run python benchmarks/x.py --steps 3"

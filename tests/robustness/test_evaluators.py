@@ -94,3 +94,8 @@ def test_eval_command_refuses_a_text_dataset_before_loading_it(monkeypatch, tmp_
     monkeypatch.setattr("tfkit.datasets.load", no_loading)
     with pytest.raises(TfkitError, match="'tinyshakespeare' is not an image dataset; choose"):
         eval_command(str(tmp_path / "m.keras"), "tinyshakespeare", ["patch"], limit=16)
+
+
+def test_eval_command_names_an_unknown_dataset_as_unknown(tmp_path):
+    with pytest.raises(TfkitError, match="unknown dataset 'cifar'"):
+        eval_command(str(tmp_path / "m.keras"), "cifar", ["patch"], limit=16)

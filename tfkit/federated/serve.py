@@ -37,7 +37,7 @@ def serve_worker(port: int, bind: str | None = None) -> int:
     >>> serve_worker(8000, bind="127.0.0.1")  # doctest: +SKIP
     """
     binary = workers.worker_binary_path()  # looked up on the module: tests replace it there
-    env = bind_env(bind) if bind else None
+    env = workers.logging_env(bind_env(bind) if bind else None)
     if bind:
         print(f"TFF worker listening on {bind}:{port} only, no authentication: keep that "
               "network private. Ctrl-C stops it.", flush=True)

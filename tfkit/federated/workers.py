@@ -41,6 +41,7 @@ from tfkit.federated.bind import BindError, bind_env, listening_addresses
 
 __all__ = ["WorkerProcess", "WorkerNotReadyError", "worker_binary_path", "start_worker",
            "stop_all_workers", "forget", "wait_ready", "check_bind", "die_with_parent_fn",
+           "logging_env",
            "free_port", "LOOPBACK"]
 
 LOOPBACK = "127.0.0.1"  # where local workers listen (IPv4: the shim binds one IPv4 address)
@@ -64,6 +65,15 @@ def worker_binary_path() -> Path:
         raise RuntimeError(f"TFF worker binary not found at {path}; reinstall "
                            "tensorflow-federated==0.87.0")
     return path
+
+
+def logging_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's) with TensorFlow's C++ errors on: a worker's log is where
+    it says why it failed (`tfkit`'s CLI turns them off for its own output)."""
+    out = dict(os.environ if env is None else env)
+    if out.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("0", "1", "2"):
+        out["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return out
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -137,6 +147,7 @@ class WorkerProcess:
         self.bind = bind
         if env is None and bind:
             env = bind_env(bind)
+        env = logging_env(env)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(worker_binary_path()), f"--port={port}"], env=env,

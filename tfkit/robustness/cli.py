@@ -107,7 +107,7 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     if out is not None:
         target = Path(out) if Path(out).suffix == ".json" else Path(out) / "results.json"
         _check_target(target)
-    if data not in datasets.IMAGE_SIDES:  # before any loading or download
+    if data in datasets.names() and data not in datasets.IMAGE_SIDES:  # before any download
         raise TfkitError(f"{data!r} is not an image dataset; choose from "
                          f"{', '.join(sorted(datasets.IMAGE_SIDES))}")
     dataset = datasets.load(data, data_dir)

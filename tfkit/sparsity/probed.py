@@ -2,13 +2,12 @@
 fraction per MLP layer over steps, then probe the trained model once more per split.
 
 Example:
-    >>> import tempfile
     >>> import numpy as np
     >>> from tfkit.models import ViT
     >>> vit = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
     ...           intermediate_dim=32, channels=1, activation="relu", num_classes=3)
     >>> x = np.random.rand(8, 8, 8, 1).astype("float32")
-    >>> r = fit_probed(compile_classifier(vit, 1e-3), x, {"test": x}, tempfile.mkdtemp(), 1,
+    >>> r = fit_probed(compile_classifier(vit, 1e-3), x, {"test": x}, "checkpoints/vit", 1,
     ...                every_n_steps=1, y=np.zeros(8, "int32"), batch_size=4, verbose=0)
     >>> sorted(r), len(r["test"])  # one MLP layer
     (['history', 'over_training', 'test'], 1)
