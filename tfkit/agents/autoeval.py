@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from tfkit.agents.lm import LanguageModel
 from tfkit.agents.react.parse import strip_citations
 
-__all__ = ["OfflineJudge", "LLMJudge", "judge_prompt", "normalize", "evaluate_answers",
+__all__ = ["Judge", "OfflineJudge", "LLMJudge", "judge_prompt", "normalize", "evaluate_answers",
            "question_set_se", "paired_difference"]
+
+# A judge: (question, answer, references) -> does the answer imply a reference?
+Judge = Callable[[str, str, Sequence[str]], bool]
 
 _HEDGES = ("unknown", "not sure", "cannot", "can't", "don't know", "no answer", "unclear",
            "either", "maybe", "possibly", "nothing")
@@ -59,7 +62,7 @@ class LLMJudge:
         return reply.strip().lower().startswith("yes")
 
 
-def evaluate_answers(trajectories: Sequence[dict], judge=None,
+def evaluate_answers(trajectories: Sequence[dict], judge: Judge | None = None,
                      correct: Sequence[bool] | None = None) -> Iterator[tuple[str, float]]:
     """Yields ("accuracy", ...) and the process metrics of a batch of trajectories
     (`correct`: the judge's verdicts, one per trajectory, when already known)."""

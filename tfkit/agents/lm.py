@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tfkit.errors import TfkitError
 
@@ -74,8 +74,9 @@ class CallableLM:
         self.score_fn = score_fn
         self.strip_leading_whitespace = strip_leading_whitespace
 
-    def generate(self, prompts, num_samples=1, temperature=0.5, max_new_tokens=64, stop=(),
-                 seed=None):
+    def generate(self, prompts: Sequence[str], num_samples: int = 1, temperature: float = 0.5,
+                 max_new_tokens: int = 64, stop: Sequence[str] = (), seed: int | None = None
+                 ) -> list[list[Sample]]:
         out = []
         for p in prompts:
             row = []
@@ -91,7 +92,7 @@ class CallableLM:
             out.append(row)
         return out
 
-    def score(self, prompts, continuations):
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         if self.score_fn is None:
             raise NotImplementedError("CallableLM was built without score_fn")
         return [float(self.score_fn(p, c)) for p, c in zip(prompts, continuations, strict=True)]
@@ -139,7 +140,7 @@ class KerasNLPLM:
         causal_lm: a keras-nlp CausalLM whose `preprocessor` is set.
     """
 
-    def __init__(self, causal_lm):
+    def __init__(self, causal_lm: Any):
         self.causal_lm = causal_lm
         self._greedy = False  # compiled with a GreedySampler (kept: compiling drops generate's
         # traced function; a RandomSampler is rebuilt per call so a seed repeats its samples)
@@ -156,8 +157,9 @@ class KerasNLPLM:
                                                                         seed=seed))
         self._greedy = False
 
-    def generate(self, prompts, num_samples=1, temperature=0.5, max_new_tokens=64, stop=(),
-                 seed=None):
+    def generate(self, prompts: Sequence[str], num_samples: int = 1, temperature: float = 0.5,
+                 max_new_tokens: int = 64, stop: Sequence[str] = (), seed: int | None = None
+                 ) -> list[list[Sample]]:
         lm = self.causal_lm
         tokenizer = lm.preprocessor.tokenizer
         self._compile_sampler(temperature, seed)
@@ -197,7 +199,7 @@ class KerasNLPLM:
             return prompt
         return _as_str(tokenizer.detokenize(ids[len(ids) - room:]))
 
-    def score(self, prompts, continuations):
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         from tfkit.backend import tf
 
         tok = self.causal_lm.preprocessor.tokenizer

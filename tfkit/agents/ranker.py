@@ -18,12 +18,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 from tfkit.agents.lm import LanguageModel
 from tfkit.agents.react.parse import citations, strip_citations
 from tfkit.agents.search import words
 
-__all__ = ["OfflineRater", "LLMRanker", "ranking_prompt", "parse_ranking", "unresolved_words"]
+__all__ = ["Ranker", "OfflineRater", "LLMRanker", "ranking_prompt", "parse_ranking",
+           "unresolved_words"]
+
+
+class Ranker(Protocol):
+    """What ReST's improve step ranks a step's samples with (`OfflineRater`, `LLMRanker`)."""
+
+    def rank(self, step: dict) -> list[int]:
+        """Sample indices of `step["samples"]`, best first."""
 
 _STOP = {"what", "is", "the", "of", "a", "an", "who", "which", "where", "when", "in", "was",
          "how", "did", "does", "do", "to", "and", "by", "for", "on", "as", "has"}

@@ -116,7 +116,8 @@ class KVCacheSampler:
         x = x + block.feed_forward(block.feed_forward_norm(x))
         return x, keys, values
 
-    def decode(self, prompt_ids, max_new_tokens, temperature, seed):
+    def decode(self, prompt_ids: tf.Tensor, max_new_tokens: tf.Tensor, temperature: tf.Tensor,
+               seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(tokens [B, max_new], logprob [B], num_tokens [B]) for left-padded `prompt_ids`."""
         uniforms = self.uniforms(max_new_tokens, tf.shape(prompt_ids)[0], seed)
         return self.loop(prompt_ids, uniforms, temperature)
@@ -130,7 +131,8 @@ class KVCacheSampler:
         """
         return tf.random.stateless_uniform([max_new_tokens, rows], seed=seed, alg="philox")
 
-    def decode_with_uniforms(self, prompt_ids, uniforms, temperature):
+    def decode_with_uniforms(self, prompt_ids: tf.Tensor, uniforms: tf.Tensor,
+                             temperature: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """`decode` given the uniform numbers [max_new_tokens, B] of its inverse-CDF draws."""
         max_new_tokens = tf.shape(uniforms)[0]
         batch, plen = tf.shape(prompt_ids)[0], tf.shape(prompt_ids)[1]

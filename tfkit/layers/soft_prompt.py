@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ class SoftPrompt(keras.layers.Layer):
         self.check_width(table.shape[-1])
         return table
 
-    def init_from_vocabulary(self, embeddings, seed: int = 0,
+    def init_from_vocabulary(self, embeddings: np.ndarray | tf.Tensor, seed: int = 0,
                              exclude: tuple[int, ...] = (0,)) -> None:
         """Sets the prompt to `num_tokens` distinct rows sampled from the embedding table."""
         table = self._table(embeddings)
@@ -124,7 +125,8 @@ class SoftPrompt(keras.layers.Layer):
                                                   replace=len(ids) < self.num_tokens)
         self.prompt.assign(table[rows])
 
-    def init_from_text(self, embeddings, token_ids) -> None:
+    def init_from_text(self, embeddings: np.ndarray | tf.Tensor, token_ids: Sequence[int]
+                       ) -> None:
         """Sets the prompt to the embeddings of `token_ids` (repeated/truncated to fit)."""
         table = self._table(embeddings)
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)

@@ -97,8 +97,10 @@ class TransformerBlock(keras.layers.Layer):
             mask = pm if mask is None else tf.logical_and(mask, pm)
         return mask
 
-    def attend(self, x, attention_mask=None, padding_mask=None, cache=None, cache_index=None,
-               training=None):
+    def attend(self, x: tf.Tensor, attention_mask: tf.Tensor | None = None,
+               padding_mask: tf.Tensor | None = None, cache: tf.Tensor | None = None,
+               cache_index: tf.Tensor | int | None = None, training: bool | None = None
+               ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """The attention sub-layer alone: returns (attention output, updated cache or None)."""
         qkv = self.query_key_value(self.attention_norm(x))
         q, k, v = (self._heads(t) for t in tf.split(qkv, 3, axis=-1))

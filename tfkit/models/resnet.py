@@ -70,7 +70,7 @@ class ResidualBlock(keras.layers.Layer):
             self.projection_norm.build(self.projection.compute_output_shape(input_shape))
         super().build(input_shape)
 
-    def shortcut(self, x, training=None):
+    def shortcut(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """The skip path alone: what remains when the residual branch is removed."""
         if self.projection is None:
             return x

@@ -46,7 +46,7 @@ def _check(x: tf.Tensor, p: int) -> None:
         raise ValueError(f"image sides {tuple(x.shape[1:3])} are not divisible by patch {p}")
 
 
-def shuffle_patches(x: tf.Tensor, patch_size: int, seed=0) -> tf.Tensor:
+def shuffle_patches(x: tf.Tensor, patch_size: int, seed: int | tf.Tensor = 0) -> tf.Tensor:
     """Randomly permutes the patches of every image (content kept, layout destroyed)."""
     _check(x, patch_size)
     patches = to_patches(x, patch_size)
@@ -66,7 +66,7 @@ def _patch_mask(x: tf.Tensor, patch_size: int, count: int, seed, offset: int) ->
     return tf.roll(mask, [offset, offset], axis=[1, 2]) if offset else mask
 
 
-def drop_patches(x: tf.Tensor, patch_size: int, count: int, seed=0,
+def drop_patches(x: tf.Tensor, patch_size: int, count: int, seed: int | tf.Tensor = 0,
                  value: float = 0.0) -> tf.Tensor:
     """Replaces `count` random patches per image with `value` (0 = black)."""
     _check(x, patch_size)
@@ -74,7 +74,7 @@ def drop_patches(x: tf.Tensor, patch_size: int, count: int, seed=0,
     return x * (1 - mask) + value * mask
 
 
-def patch_noise(x: tf.Tensor, patch_size: int, count: int, stddev: float, seed=0,
+def patch_noise(x: tf.Tensor, patch_size: int, count: int, stddev: float, seed: int | tf.Tensor = 0,
                 offset: int = 0) -> tf.Tensor:
     """Gaussian noise inside `count` random patches. `offset=0` aligns them with the ViT patch
     grid; `offset=patch_size // 2` straddles four patches (the misaligned control)."""

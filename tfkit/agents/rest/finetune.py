@@ -8,7 +8,7 @@ mixed precision when a GPU is present, and resumes from its last epoch checkpoin
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,10 +126,12 @@ def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec
              sequence_length: int, epochs: int, directory: str | Path, batch_size: int = 32,
              learning_rate: float = 2e-3, init_from: keras.Model | None = None,
              strategy: str = "default", mixed: bool = True, seed: int = 0,
-             label_smoothing: float = 0.0) -> tuple[DecoderLM, dict]:
+             label_smoothing: float = 0.0, log: Callable[[str], None] | None = None
+             ) -> tuple[DecoderLM, dict]:
     """A new DecoderLM of size `spec` trained on `examples` (optionally warm-started from
     `init_from`, a model of the same size); returns (model, history). `label_smoothing` > 0
-    keeps the policy from becoming near-deterministic on its training questions."""
+    keeps the policy from becoming near-deterministic on its training questions; `log` is told
+    when the fit resumes from `directory`."""
     if not examples:
         raise TfkitError("no fine-tuning examples (every step failed to parse?)")
     x, y, w = encode_examples(examples, tokenizer, sequence_length)
@@ -148,5 +150,5 @@ def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec
     data = (tf.data.Dataset.from_tensor_slices((x, y, w))
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
             .batch(batch_size * strat.num_replicas_in_sync).prefetch(2))
-    history = fit_resumable(model, data, epochs=epochs, directory=directory, verbose=0)
+    history = fit_resumable(model, data, epochs=epochs, directory=directory, log=log, verbose=0)
     return model, history

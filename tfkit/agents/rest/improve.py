@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tfkit.agents.ranker import Ranker
+
 __all__ = ["improve"]
 
 
-def improve(trajectories: Sequence[dict], ranker, targets: str = "ranker") -> list[dict]:
+def improve(trajectories: Sequence[dict], ranker: Ranker | None,
+            targets: str = "ranker") -> list[dict]:
     """Annotates steps with `ranking` and `target`; returns examples {prompt, output, step}."""
     if targets not in ("ranker", "perplexity"):
         raise ValueError(f"targets must be 'ranker' or 'perplexity', not {targets!r}")

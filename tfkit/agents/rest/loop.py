@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tfkit.agents.autoeval import OfflineJudge, evaluate_answers
+from tfkit.agents.autoeval import Judge, OfflineJudge, evaluate_answers
 from tfkit.agents.lm import LanguageModel
-from tfkit.agents.ranker import OfflineRater
+from tfkit.agents.ranker import OfflineRater, Ranker
 from tfkit.agents.react.agent import AgentConfig, ReActAgent
 from tfkit.agents.rest.grow import grow
 from tfkit.agents.rest.improve import improve
@@ -26,7 +26,7 @@ DEFAULT_AGENT = AgentConfig()  # the paper's settings: 4 samples at T=0.5, 10 se
 
 
 def run_generation(policy: LanguageModel, search: Callable, questions: Sequence[dict], *,
-                   agent_config: AgentConfig = DEFAULT_AGENT, ranker=None,
+                   agent_config: AgentConfig = DEFAULT_AGENT, ranker: Ranker | None = None,
                    trajectories_per_question: int = 1, targets: str = "ranker", seed: int = 0
                    ) -> tuple[list[dict], list[dict]]:
     """Grow + improve once: returns (annotated trajectories, fine-tuning examples)."""
@@ -52,8 +52,8 @@ def _with_references(q: dict, i: int) -> dict:
 
 
 def evaluate_policy(policy: LanguageModel, search: Callable, questions: Sequence[dict], *,
-                    agent_config: AgentConfig = DEFAULT_AGENT, runs: int = 10, judge=None,
-                    seed: int = 0) -> dict:
+                    agent_config: AgentConfig = DEFAULT_AGENT, runs: int = 10,
+                    judge: Judge | None = None, seed: int = 0) -> dict:
     """Accuracy (%) mean/std over `runs` sampled runs, process metrics averaged, and
     `question_accuracy`: each question's accuracy over the runs (for `paired_difference`).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tfkit.models  # noqa: F401  (registers DecoderLM for loading)
 from tfkit.agents.autoeval import evaluate_answers, paired_difference, question_set_se
@@ -30,6 +31,9 @@ from tfkit.agents.tokenizer import WordTokenizer
 from tfkit.agents.world import ScriptedTeacher, build_world
 from tfkit.backend import set_seed
 from tfkit.runs import RunDir
+
+if TYPE_CHECKING:  # the experiment module imports this one
+    from tfkit.experiments.rest_react import Config
 
 __all__ = ["run_rest_react"]
 
@@ -98,7 +102,7 @@ class _Runner:
                                else self.cfg.learning_rate),
                 init_from=self.model(init) if init else None, strategy=self.cfg.strategy,
                 mixed=self.cfg.mixed_precision, seed=self.cfg.seed,
-                label_smoothing=self.cfg.label_smoothing)
+                label_smoothing=self.cfg.label_smoothing, log=self.run.log)
             self.run.save_model(model, name, {"kind": "agent_policy", "size": size})
             self._models[name] = model
             return {"params": model.count_params(), "examples": len(examples),
@@ -169,7 +173,7 @@ def _paired(before: dict, after: dict) -> dict:
     return out
 
 
-def run_rest_react(cfg, run: RunDir) -> dict:
+def run_rest_react(cfg: Config, run: RunDir) -> dict:
     set_seed(cfg.seed)
     r = _Runner(cfg, run)
     demo = run.stage("demonstrations", r.demonstrations)

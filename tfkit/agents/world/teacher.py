@@ -14,6 +14,7 @@ import ast
 import json
 import random
 import re
+from collections.abc import Sequence
 
 from tfkit.agents.lm import Sample
 from tfkit.agents.react.parse import citations, strip_citations
@@ -59,8 +60,9 @@ class ScriptedTeacher:
         self.noise = noise
         self.rng = random.Random(seed)
 
-    def generate(self, prompts, num_samples=1, temperature=0.5, max_new_tokens=64, stop=(),
-                 seed=None):
+    def generate(self, prompts: Sequence[str], num_samples: int = 1, temperature: float = 0.5,
+                 max_new_tokens: int = 64, stop: Sequence[str] = (), seed: int | None = None
+                 ) -> list[list[Sample]]:
         if seed is not None:
             self.rng.seed(seed)
         out = []
@@ -74,7 +76,7 @@ class ScriptedTeacher:
             out.append(row)
         return out
 
-    def score(self, prompts, continuations):
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         return [-float(len(c.split())) for c in continuations]
 
     # -- steps -----------------------------------------------------------------------------

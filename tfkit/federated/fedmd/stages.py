@@ -47,7 +47,7 @@ class StageTimer:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def build_consensus_computation(num_samples: int, num_classes: int):
+def build_consensus_computation(num_samples: int, num_classes: int) -> Callable:
     """The federated aggregate-and-distribute stage.
 
     Type: `(<logits={float32[N,C]}@CLIENTS, weights={float32}@CLIENTS> -> float32[N,C]@CLIENTS)`:
