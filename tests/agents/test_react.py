@@ -15,7 +15,7 @@ from tfkit.agents import (
     OfflineRater,
     ReActAgent,
 )
-from tfkit.agents.autoeval import evaluate_answers, paired_difference, question_set_se
+from tfkit.agents.autoeval import evaluate_answers, judge_prompt, paired_difference, question_set_se
 from tfkit.agents.ranker import parse_ranking, ranking_prompt, unresolved_words
 from tfkit.agents.react import ParseError, citations, parse_action
 from tfkit.agents.rest import improve
@@ -226,3 +226,9 @@ def test_csv_loader_names_a_row_without_an_answer(tmp_path, row):
     path.write_text(f"Question,Answer\nWho founded X?,Ada\n{row}\n")
     with pytest.raises(TfkitError, match="line 3: question 'Who founded Y\\?' has no answer"):
         load_csv_questions(path)
+
+
+def test_judges_read_one_reference_string_as_one_reference():
+    judge = OfflineJudge()  # as evaluate_policy already did for a question's 'answers'
+    assert judge("q", "Ume Vale", "Ume Vale") and not judge("q", "e", "Ume Vale")
+    assert "Reference answer: Ume Vale\n" in judge_prompt("q", "x", "Ume Vale")

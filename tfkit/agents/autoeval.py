@@ -10,8 +10,8 @@ import numpy as np
 from tfkit.agents.lm import LanguageModel
 from tfkit.agents.react.parse import strip_citations
 
-__all__ = ["Judge", "OfflineJudge", "LLMJudge", "judge_prompt", "normalize", "evaluate_answers",
-           "question_set_se", "paired_difference"]
+__all__ = ["Judge", "as_references", "OfflineJudge", "LLMJudge", "judge_prompt", "normalize",
+           "evaluate_answers", "question_set_se", "paired_difference"]
 
 # A judge: (question, answer, references) -> does the answer imply a reference?
 Judge = Callable[[str, str, Sequence[str]], bool]
@@ -30,21 +30,26 @@ def normalize(text: str) -> str:
 _HEDGE_WORDS = tuple(normalize(h) for h in (*_HEDGES, "or"))  # "can't" -> "can t"
 
 
+def as_references(references: str | Sequence[str]) -> tuple[str, ...]:
+    """The reference and its aliases as a tuple; one string is one reference (not its letters)."""
+    return (references,) if isinstance(references, str) else tuple(references)
+
+
 class OfflineJudge:
     """True when a normalized alias occurs (as whole words) in the normalized answer and the
     rest of the answer is neither a refusal nor a hedge (e.g. "X or Y"); hedge words inside
     the alias itself ("Trick or Treat") do not count."""
 
-    def __call__(self, question: str, answer: str, references: Sequence[str]) -> bool:
+    def __call__(self, question: str, answer: str, references: str | Sequence[str]) -> bool:
         ans = f" {normalize(answer)} "
-        refs = [f" {r} " for r in map(normalize, references) if r]
+        refs = [f" {r} " for r in map(normalize, as_references(references)) if r]
         return any(not any(f" {h} " in ans.replace(r, " ") for h in _HEDGE_WORDS)
                    for r in refs if r in ans)
 
 
-def judge_prompt(question: str, answer: str, references: Sequence[str]) -> str:
+def judge_prompt(question: str, answer: str, references: str | Sequence[str]) -> str:
     """The paper-style auto-eval prompt."""
-    return (f"Question: {question}\nReference answer: {' | '.join(references)}\n"
+    return (f"Question: {question}\nReference answer: {' | '.join(as_references(references))}\n"
             f"Model answer: {answer}\n"
             "Does the model answer imply the reference answer? A refusal or a hedge between "
             "options is not. Reply 'Yes' or 'No'.\nReply:")
@@ -56,7 +61,7 @@ class LLMJudge:
     def __init__(self, lm: LanguageModel):
         self.lm = lm
 
-    def __call__(self, question: str, answer: str, references: Sequence[str]) -> bool:
+    def __call__(self, question: str, answer: str, references: str | Sequence[str]) -> bool:
         reply = self.lm.generate([judge_prompt(question, answer, references)], num_samples=1,
                                  temperature=0.0, max_new_tokens=4)[0][0].text
         return reply.strip().lower().startswith("yes")

@@ -263,10 +263,12 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
     raise ExportError(f"cannot export models of kind {kind!r}")
 
 
-def _check_replaceable(out: Path) -> None:
-    """Refuses an `out` that exists and is not a SavedModel (an earlier export) or empty: the
+def check_export_target(out: str | os.PathLike) -> None:
+    """Raises ExportError unless `out` is absent, empty or an earlier SavedModel export (the
+    folders `export_saved_model` may replace); call it before loading a large model. The
     export replaces `out` as a whole, which must never delete a run directory or the other
     versions of `saved_models/NAME`."""
+    out = Path(out)
     if not out.exists() and not out.is_symlink():
         return
     if out.is_dir() and ((out / "saved_model.pb").is_file() or not any(out.iterdir())):
@@ -275,12 +277,6 @@ def _check_replaceable(out: Path) -> None:
     raise ExportError(f"{out} exists and is not a SavedModel ({what}); the export would "
                       "replace it, so it refuses: pass a new or empty folder, e.g. "
                       "saved_models/NAME/1 (TF Serving's NAME/VERSION layout)")
-
-
-def check_export_target(out: str | os.PathLike) -> None:
-    """Raises ExportError unless `out` is absent, empty or an earlier SavedModel export (the
-    folders `export_saved_model` may replace); call it before loading a large model."""
-    _check_replaceable(Path(out))
 
 
 def export_saved_model(model: Any, meta: dict, out: str | os.PathLike) -> Path:
@@ -292,7 +288,7 @@ def export_saved_model(model: Any, meta: dict, out: str | os.PathLike) -> Path:
         ExportError: `out` exists and is neither empty nor an earlier SavedModel export.
     """
     out = Path(out)
-    _check_replaceable(out)
+    check_export_target(out)
     module = serving_module(model, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -13,18 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tfkit import datasets
 from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
 from tfkit.robustness import registry
-from tfkit.robustness.evaluate import (
-    as_dataset,
-    as_predict_fn,
-    check_differentiable,
-    check_input_shape,
-)
+from tfkit.robustness.evaluate import check_differentiable, check_input_shape
+from tfkit.robustness.inputs import prepare, to_uint8_pixels
 from tfkit.robustness.model_perturbations import block_names
 from tfkit.runs import markdown_table, read_json, write_json
 
@@ -69,7 +63,7 @@ def load_model(path: str | os.PathLike) -> Any:
     def predict_fn(x: tf.Tensor) -> tf.Tensor:
         x = tf.convert_to_tensor(x)
         if spec.dtype == tf.uint8:  # exported pixels: float [0, 1] -> 0..255
-            x = tf.cast(tf.clip_by_value(tf.round(x * 255.0), 0.0, 255.0), tf.uint8)
+            x = to_uint8_pixels(x)
         out = signature(**{input_name: tf.cast(x, spec.dtype)})
         return out["logits"] if "logits" in out else next(iter(out.values()))
 
@@ -112,8 +106,7 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
                          f"{', '.join(sorted(datasets.IMAGE_SIDES))}")
     dataset = datasets.load(data, data_dir)
     test = dataset.test.sample(limit, seed)  # a random sample: some copies are class-sorted
-    images = test.x  # uint8 stays uint8: a model that rescales itself gets 0..255 pixels
-    images = images if images.dtype == np.uint8 else images.astype(np.float32) / 255.0
+    images = test.x  # uint8 (ImageDataset's type): a model that rescales itself gets 0..255
     images = images[..., None] if images.ndim == 3 else images
     labels = test.y
     predictor = load_model(model)
@@ -125,7 +118,7 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
                              "--suite or pass the .keras file")
         block_names(predictor)
     if "adversarial" in suites:
-        check_differentiable(as_predict_fn(predictor), as_dataset((images[:8], labels[:8])))
+        check_differentiable(*prepare(predictor, (images[:8], labels[:8])))  # as the attack
     options = {name: {"seed": seed} for name in ("corruptions", "adversarial", "patch")}
     print(f"tfkit eval robustness: {model} on {len(images)} {data} test images, suites "
           f"{', '.join(suites)}", flush=True)

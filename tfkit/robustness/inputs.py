@@ -25,7 +25,7 @@ from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
 
 __all__ = ["EvaluationInputError", "as_predict_fn", "as_dataset", "as_logits", "check_input_shape",
-           "probability_tolerance", "takes_pixels", "prepare", "BATCH_SIZE"]
+           "probability_tolerance", "takes_pixels", "to_uint8_pixels", "prepare", "BATCH_SIZE"]
 
 PredictFn = Callable[[tf.Tensor], tf.Tensor]
 BATCH_SIZE = 128  # evaluation batch: large enough for throughput, small for memory
@@ -94,13 +94,22 @@ class _LogitsReader:
         return as_logits(outputs, self.probabilities)
 
 
+def _uint8_input(model: Any) -> bool:
+    inputs = getattr(model, "inputs", None) or []
+    return len(inputs) == 1 and inputs[0].dtype == tf.uint8
+
+
+def to_uint8_pixels(x: tf.Tensor) -> tf.Tensor:
+    """Float [0, 1] images as uint8 0..255 pixels (rounded, saturated)."""
+    return tf.saturate_cast(tf.round(x * 255.0), tf.uint8)
+
+
 def takes_pixels(model: Any) -> bool:
     """Whether `model` is a Keras model that scales 0..255 pixels itself: its Input is uint8,
     or its first layer after the Input is `keras.layers.Rescaling`."""
     if not isinstance(model, keras.Model):
         return False
-    inputs = getattr(model, "inputs", None) or []
-    if len(inputs) == 1 and inputs[0].dtype == tf.uint8:
+    if _uint8_input(model):
         return True
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     return bool(layers) and isinstance(layers[0], keras.layers.Rescaling)
@@ -108,11 +117,7 @@ def takes_pixels(model: Any) -> bool:
 
 def _to_pixels(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
     """[0, 1] images as the 0..255 pixels a `takes_pixels` model reads."""
-    x = x * 255.0
-    inputs = getattr(model, "inputs", None) or []
-    if len(inputs) == 1 and inputs[0].dtype == tf.uint8:
-        return tf.saturate_cast(tf.round(x), tf.uint8)
-    return x
+    return to_uint8_pixels(x) if _uint8_input(model) else x * 255.0
 
 
 def as_predict_fn(model: keras.Model | PredictFn, pixels: bool = False) -> PredictFn:

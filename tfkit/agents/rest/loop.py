@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tfkit.agents.autoeval import Judge, OfflineJudge, evaluate_answers
+from tfkit.agents.autoeval import Judge, OfflineJudge, as_references, evaluate_answers
 from tfkit.agents.lm import LanguageModel
 from tfkit.agents.ranker import OfflineRater, Ranker
 from tfkit.agents.react.agent import AgentConfig, ReActAgent
@@ -44,7 +44,7 @@ def _with_references(q: dict, i: int) -> dict:
             else ""
         raise ValueError(f"question {i} needs 'answers', the reference and its aliases{hint}: "
                          f"{q!r:.100}")
-    refs = (refs,) if isinstance(refs, str) else tuple(refs)  # not its letters
+    refs = as_references(refs)
     if not refs or not all(isinstance(r, str) for r in refs):
         raise TypeError(f"question {i}: 'answers' must be a str or a list of str, got "
                         f"{q['answers']!r:.100}")

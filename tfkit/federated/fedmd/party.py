@@ -31,8 +31,8 @@ def _ends_in_softmax(model: keras.Model) -> bool:
     if isinstance(last, keras.Model):
         return _ends_in_softmax(last)
     activation = getattr(last, "activation", None)
-    return isinstance(last, keras.layers.Softmax) or activation in (
-        keras.activations.softmax, tf.nn.softmax) or \
+    # keras.activations.softmax, tf.nn.softmax (softmax_v2) and "softmax" all match by name
+    return isinstance(last, keras.layers.Softmax) or \
         getattr(activation, "__name__", "").startswith("softmax")
 
 
