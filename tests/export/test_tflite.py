@@ -98,3 +98,33 @@ def test_language_models_are_refused_clearly(lm_run, tmp_path, capsys):
         export_tflite(lm_run, tmp_path)
     assert cli.main(["export", "tflite", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
     assert "tfkit: error:" in capsys.readouterr().err
+
+
+def _users_top_k_models():
+    """A user's Sequential with a bare TopKActivation, and a Functional model whose Top-k MLP
+    keeps more than its width (the identity in Keras)."""
+    from tfkit.backend import keras
+    from tfkit.layers import FeedForward, TopKActivation
+
+    keras.utils.set_random_seed(0)
+    bare = keras.Sequential([keras.Input((5, 8)), keras.layers.Dense(32, activation="relu"),
+                             TopKActivation(4), keras.layers.Dense(3)])
+    inputs = keras.Input((5, 8))
+    wide_k = keras.Model(inputs, keras.layers.Dense(3)(FeedForward(8, top_k=16)(inputs)))
+    return bare, wide_k
+
+
+def test_full_integer_int8_rewrites_every_top_k_of_a_users_model():
+    from tfkit.export import convert, integer_friendly
+
+    bare, wide_k = _users_top_k_models()
+    x = np.random.default_rng(0).random((200, 5, 8)).astype(np.float32)
+    copy = integer_friendly(bare)  # the bare layer is rewritten too, not only FeedForward's
+    assert [type(m).__name__ for m in copy.layers].count("ThresholdTopK") == 1
+    np.testing.assert_allclose(copy(x).numpy(), bare(x).numpy(), atol=1e-6)
+    # the exact-k SCATTER_ND mask quantizes badly (mean error ~0.06 here vs ~0.008)
+    error = np.abs(TFLiteModel(convert(bare, "int8", calibration=x)).predict(x) - bare(x))
+    assert float(np.mean(error)) < 0.03
+    # k above the MLP width is the identity in Keras, and converts
+    flat = convert(wide_k, "int8", calibration=x)
+    assert TFLiteModel(flat).predict(x[:4]).shape == (4, 5, 3)

@@ -83,3 +83,22 @@ def test_position_embedding_positions_and_length_check():
     with pytest.raises(tf.errors.InvalidArgumentError, match="longer than the position table"):
         tf.function(lambda t: layer(t), input_signature=[tf.TensorSpec([None, None, 4])])(
             tf.zeros([1, 7, 4]))
+
+
+def test_top_k_of_unknown_width_below_k_is_the_identity_as_documented():
+    # k >= width is the identity; a width known only at run time must not fail in TopKV2
+    layer = TopKActivation(9)
+    dynamic = tf.function(layer, input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    x = tf.constant([[3.0, 1.0, 5.0, 0.5]])
+    np.testing.assert_allclose(dynamic(x).numpy(), x.numpy())
+    kept = tf.function(TopKActivation(2), input_signature=[tf.TensorSpec([None, None])])(x)
+    np.testing.assert_allclose(kept.numpy(), [[3.0, 0.0, 5.0, 0.0]])
+
+
+@pytest.mark.parametrize("k", [2.5, None, "two"])
+def test_top_k_refuses_a_k_that_is_not_a_whole_number(k):
+    with pytest.raises(ValueError, match="TopKActivation needs a whole number k >= 1"):
+        TopKActivation(k)
+    if k is not None:  # FeedForward(top_k=None) is the dense MLP
+        with pytest.raises(ValueError, match="whole number"):
+            FeedForward(8, top_k=k)  # at construction, not truncated to int(k)

@@ -169,3 +169,33 @@ def test_resumed_fit_probed_keeps_the_probes_before_the_interruption(tmp_path, e
     np.testing.assert_allclose([r["nonzero_fraction_per_layer"] for r in resumed],
                                [r["nonzero_fraction_per_layer"] for r in whole], atol=1e-6)
     assert fit(tmp_path / "resumed", 2) == resumed  # finished: the probes come from disk
+
+
+def test_gathered_top_k_of_a_functional_model_built_on_feed_forward_layers():
+    # the user's own model: FeedForward as a layer of keras.Model(inputs, outputs)
+    inputs = keras.Input((5, 8))
+    hidden = FeedForward(32, top_k=4, name="mlp")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(FeedForward(16, name="dense_mlp")(hidden)))
+    x = np.random.default_rng(0).random((4, 5, 8)).astype("float32")
+    fast = gathered_top_k(model)
+    assert [type(layer).__name__ for layer in fast.layers[1:3]] == [
+        "GatheredFeedForward", "FeedForward"]  # the dense MLP stays as it was
+    np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), atol=1e-5)
+    flat = to_tflite(fast, batch_size=1)
+    np.testing.assert_allclose(predict_tflite(flat, x), model(x).numpy(), atol=1e-5)
+
+
+def test_a_mixed_precision_model_is_a_clear_error_not_a_converter_dump():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = keras.Input((5, 8))
+        half = keras.Model(inputs, FeedForward(32, top_k=4, name="mlp")(inputs))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with pytest.raises(ValueError, match="float16.*set_global_policy\\('float32'\\)"):
+        to_tflite(half, batch_size=1)
+    full = _mlp_model()  # the documented way out: same weights under float32
+    full.set_weights(half.get_weights())
+    x = np.random.default_rng(0).random((2, 5, 8)).astype("float32")
+    np.testing.assert_allclose(predict_tflite(to_tflite(full, batch_size=1), x),
+                               full(x).numpy(), atol=1e-5)

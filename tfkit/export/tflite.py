@@ -53,6 +53,9 @@ def _threshold_top_k_class() -> type:
             self.k = int(k)
 
         def call(self, x: tf.Tensor) -> tf.Tensor:
+            width = x.shape[-1]
+            if width is not None and self.k >= width:  # as TopKActivation: the identity
+                return x
             values, _ = tf.math.top_k(x, k=self.k, sorted=True)
             return tf.where(x >= values[..., -1:], x, tf.zeros_like(x))
 
@@ -66,19 +69,31 @@ def integer_friendly(model: Any) -> Any:
     SCATTER_ND now); int8 TFLite got the ONE_HOT form wrong (rmse ~127 quantization steps,
     accuracy collapsing to chance), and a float mask has no int8 kernel to trust. The copy
     keeps entries >= the k-th largest value instead: the same output except that ties at the
-    k-th value all survive. Models without Top-k are returned unchanged.
+    k-th value all survive. Both the Top-k of `FeedForward` layers (also inside blocks) and
+    `TopKActivation` layers of a functional or Sequential model are rewritten. Models without
+    Top-k are returned unchanged.
     """
-    holders = [m for m in model.submodules if getattr(m, "top_k_layer", None) is not None]
-    if not holders:
-        return model
     from tfkit.backend import keras
+    from tfkit.layers import TopKActivation
 
-    try:
-        copy = model.__class__.from_config(model.get_config())
-    except (TypeError, ValueError, NotImplementedError):
-        copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    holders = [m for m in model.submodules if getattr(m, "top_k_layer", None) is not None]
+    bare = [layer for layer in getattr(model, "layers", []) if isinstance(layer, TopKActivation)]
+    if not holders and not bare:
+        return model
     threshold_top_k = _threshold_top_k_class()
+    if bare:  # a user's Sequential / functional model with TopKActivation layers of its own
+        def clone(layer: Any) -> Any:
+            if isinstance(layer, TopKActivation):
+                return threshold_top_k(layer.k, name=layer.name)
+            return layer.__class__.from_config(layer.get_config())
+
+        copy = keras.models.clone_model(model, clone_function=clone)
+    else:
+        try:
+            copy = model.__class__.from_config(model.get_config())
+        except (TypeError, ValueError, NotImplementedError):
+            copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
     for layer in copy.submodules:
         if getattr(layer, "top_k_layer", None) is not None:
             layer.top_k_layer = threshold_top_k(layer.top_k_layer.k, name="top_k")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tfkit.backend import keras, tf
-from tfkit.layers.top_k import TopKActivation
+from tfkit.layers.top_k import TopKActivation, whole_k
 
 __all__ = ["FeedForward"]
 
@@ -33,7 +33,7 @@ class FeedForward(keras.layers.Layer):
         super().__init__(**kwargs)
         self.intermediate_dim = int(intermediate_dim)
         self.activation = activation
-        self.top_k = None if top_k is None else int(top_k)
+        self.top_k = None if top_k is None else whole_k(top_k)  # 2.5 is an error, not 2
         self.dropout = float(dropout)
         self.kernel_initializer = kernel_initializer
         self.supports_masking = True

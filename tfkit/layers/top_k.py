@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from tfkit.backend import keras, tf
 
 __all__ = ["TopKActivation"]
+
+
+def whole_k(k) -> int:
+    """`k` as an int; a ValueError for anything but a whole number >= 1 (2.5, "2", None, 0)."""
+    whole = isinstance(k, (int, np.integer)) or (isinstance(k, float) and k.is_integer())
+    if isinstance(k, bool) or not whole or k < 1:
+        raise ValueError(f"TopKActivation needs a whole number k >= 1, got k={k!r}")
+    return int(k)
 
 
 @keras.utils.register_keras_serializable(package="tfkit")
@@ -27,9 +37,7 @@ class TopKActivation(keras.layers.Layer):
 
     def __init__(self, k: int, **kwargs):
         super().__init__(**kwargs)
-        if int(k) < 1:
-            raise ValueError(f"TopKActivation needs k >= 1, got k={k}")
-        self.k = int(k)
+        self.k = whole_k(k)
         self.supports_masking = True
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
@@ -39,7 +47,9 @@ class TopKActivation(keras.layers.Layer):
         # Scatter ones at the top-k positions: O(tokens * k) memory, exactly k per position.
         shape = tf.shape(inputs)
         flat = tf.reshape(inputs, [-1, shape[-1]])
-        _, indices = tf.math.top_k(flat, k=self.k, sorted=False)
+        # a width known only at run time may be <= k: then every entry is kept (the identity)
+        k = self.k if width is not None else tf.minimum(self.k, shape[-1])
+        _, indices = tf.math.top_k(flat, k=k, sorted=False)
         rows = tf.broadcast_to(tf.range(tf.shape(flat)[0])[:, None], tf.shape(indices))
         coords = tf.reshape(tf.stack([rows, indices], axis=-1), [-1, 2])
         ones = tf.ones([tf.shape(coords)[0]], inputs.dtype)

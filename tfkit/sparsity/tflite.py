@@ -65,18 +65,40 @@ def _copy_model(model: keras.Model) -> keras.Model:
     return copy
 
 
+def _clone_with_gathered(model: keras.Model) -> keras.Model:
+    """A weight-equal clone of a functional / Sequential model whose top-level Top-k
+    FeedForward layers are GatheredFeedForward (same config, same weights)."""
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        cls = (GatheredFeedForward if type(layer) is FeedForward and layer.top_k is not None
+               else layer.__class__)
+        return cls.from_config(layer.get_config())
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+    except ValueError as e:  # a subclassed model: no graph of layers to clone
+        raise ValueError(f"gathered_top_k copies functional models (tfkit's ViT, DecoderLM, "
+                         f"or keras.Model(inputs, outputs)); {type(model).__name__}: {e}"
+                         ) from None
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def gathered_top_k(model: keras.Model) -> keras.Model:
-    """A copy of `model` whose Top-k FeedForwards use `GatheredFeedForward` (same outputs)."""
+    """A copy of `model` whose Top-k FeedForwards use `GatheredFeedForward` (same outputs):
+    FeedForwards nested in blocks (tfkit's ViT, DecoderLM) and FeedForward layers of a
+    functional or Sequential model alike."""
     from tfkit.sparsity.measure import feed_forward_layers
 
-    copy = _copy_model(model)
+    top_level = [layer for layer in getattr(model, "layers", [])
+                 if type(layer) is FeedForward and layer.top_k is not None]
+    if top_level:  # a user's functional / Sequential model built on FeedForward layers
+        copy = _clone_with_gathered(model)
+    else:
+        copy = _copy_model(model)
     for owner_name, ff in feed_forward_layers(copy):
-        if ff.top_k is None:
+        if ff.top_k is None or isinstance(ff, GatheredFeedForward):
             continue
         owner = copy.get_layer(owner_name.split("/")[0])
-        if owner is ff:
-            raise ValueError(f"gathered_top_k swaps FeedForwards nested in blocks; "
-                             f"{owner_name!r} is a top-level layer of the model")
         fast = GatheredFeedForward.from_config(ff.get_config())
         fast.build(tf.TensorShape([None, None, ff.intermediate_dense.kernel.shape[0]]))
         fast.set_weights(ff.get_weights())
@@ -117,7 +139,19 @@ def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = Fal
             fold the shape arithmetic of every Dense on 3-D input (SHAPE/GATHER/PACK ops) and
             lets XNNPACK take the whole graph: 2.2x faster for a small ViT at batch 1. `None`
             keeps the batch dynamic.
+
+    Raises:
+        ValueError: the model computes in float16/bfloat16 (mixed precision; TFLite converts
+            float32 graphs), or `batch_size` is given for a model without one known input.
     """
+    half = sorted({layer.compute_dtype for layer in model.submodules
+                   if isinstance(layer, keras.layers.Layer)
+                   and layer.compute_dtype in ("float16", "bfloat16")})
+    if half:  # TFLite has no float16 MatMul / BiasAdd / TopKV2 builtins
+        raise ValueError(f"model {model.name!r} computes in {', '.join(half)} (a mixed "
+                         "precision policy); TFLite converts float32 graphs: rebuild the model "
+                         "under keras.mixed_precision.set_global_policy('float32'), copy the "
+                         "weights with set_weights(model.get_weights()) and convert that")
     if batch_size is None:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
     else:
