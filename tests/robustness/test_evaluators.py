@@ -87,6 +87,31 @@ def test_eval_command_on_a_tfkit_export_savedmodel(tmp_path):
         eval_command(str(tmp_path / "exported"), "digits", ["adversarial"], limit=8)
 
 
+def test_run_checks_every_suite_before_running_any(monkeypatch):
+    """A Python caller gets the layer and attack suites' errors before the input suites run."""
+    calls = []
+    weights = tf.random.stateless_normal([64, 2], seed=[0, 1])
+
+    def fn(images):  # a predict_fn (not a Keras model): no layers suite
+        calls.append(len(images))
+        return tf.reshape(images, [-1, 64]) @ weights
+
+    x, y = np.random.default_rng(0).random((8, 8, 8, 1), np.float32), np.arange(8) % 2
+    with pytest.raises(TfkitError, match="needs a Keras model.*drop `layers`"):
+        registry.run(fn, (x, y), ["clean", "patch", "layers"])
+    assert calls == []  # nothing ran
+    numpy_fn = lambda images: np.asarray(fn(images))
+    with pytest.raises(TfkitError, match="not differentiable"):
+        registry.run(numpy_fn, (x, y), ["patch", "adversarial"])
+    assert calls == [8, 2]  # the check: one batch, a 2-image gradient; patch never ran
+
+    checked = []
+    monkeypatch.setitem(registry.EVALUATORS, "mine", lambda m, d: iter([("mine/x", 1.0)]))
+    monkeypatch.setitem(registry.SUITES, "mine", ("mine",))
+    monkeypatch.setitem(registry.CHECKS, "mine", lambda m, d: checked.append(m))
+    assert registry.run(fn, (x, y), ["mine"]) == {"mine/x": 1.0} and checked == [fn]
+
+
 def test_eval_command_refuses_a_text_dataset_before_loading_it(monkeypatch, tmp_path):
     def no_loading(*args, **kwargs):
         raise AssertionError("loaded (or downloaded) a dataset it cannot use")

@@ -289,3 +289,18 @@ def test_eval_command_gives_a_model_that_rescales_itself_its_pixels(tmp_path):
                      out=tmp_path / f"{name}.json")
         results.append(json.loads((tmp_path / f"{name}.json").read_text())["results"])
     assert results[1] == pytest.approx(results[0], abs=1e-6)
+
+
+def test_a_uint8_input_model_given_float_images_gets_their_pixels_not_a_cast():
+    # float [0, 1] images cast to a uint8 Input are all 0 or 1: the model saw black images
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
+    inp = keras.Input((8, 8, 1), dtype="uint8")
+    mean = keras.layers.Lambda(lambda t: tf.reduce_mean(tf.cast(t, tf.float32), [1, 2, 3]))(inp)
+    model = keras.Model(inp, keras.layers.Lambda(
+        lambda m: tf.stack([127.5 - m, m - 127.5], -1))(mean))
+    y = np.argmax(np.asarray(model(x)), -1)
+    assert len(set(y)) == 2
+    floats = registry.run(model, (x / np.float32(255), y), ["clean"])
+    assert floats == registry.run(model, (x, y), ["clean"])
+    assert floats["clean/accuracy"] == 1.0

@@ -17,9 +17,8 @@ from tfkit import datasets
 from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
 from tfkit.robustness import registry
-from tfkit.robustness.evaluate import check_differentiable, check_input_shape
-from tfkit.robustness.inputs import prepare, to_uint8_pixels
-from tfkit.robustness.model_perturbations import block_names
+from tfkit.robustness.evaluate import check_input_shape
+from tfkit.robustness.inputs import to_uint8_pixels
 from tfkit.runs import markdown_table, read_json, write_json
 
 __all__ = ["eval_command", "load_model"]
@@ -90,11 +89,7 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
                  limit: int = 1000, out: str | os.PathLike | None = None, seed: int = 0) -> int:
     """Loads `model` and `data`, runs clean + `suites` on `limit` test images, prints a table
     and writes results.json (to `out`, a folder or a .json path). Returns the exit code."""
-    suites = [s.strip() for s in suites if s.strip()]
-    unknown = [s for s in suites if s not in registry.SUITES]
-    if unknown:
-        raise registry.UnknownEvaluatorError(
-            f"unknown suite(s) {unknown}; valid: {', '.join(registry.SUITES)}")
+    suites = registry.check_suites(suites)  # before any loading
     if limit < 1:
         raise TfkitError(f"--limit must be at least 1, got {limit}")
     target = None
@@ -111,14 +106,6 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     labels = test.y
     predictor = load_model(model)
     check_input_shape(predictor, images.shape[1:])
-    if "layers" in suites:  # fail now, not after the input suites have run for minutes
-        if not isinstance(predictor, keras.Model):
-            raise TfkitError(f"the layers suite needs a Keras model (it edits layers); "
-                             f"{model!r} loads as a SavedModel signature: drop `layers` from "
-                             "--suite or pass the .keras file")
-        block_names(predictor)
-    if "adversarial" in suites:
-        check_differentiable(*prepare(predictor, (images[:8], labels[:8])))  # as the attack
     options = {name: {"seed": seed} for name in ("corruptions", "adversarial", "patch")}
     print(f"tfkit eval robustness: {model} on {len(images)} {data} test images, suites "
           f"{', '.join(suites)}", flush=True)

@@ -113,6 +113,11 @@ def check_differentiable(fn: PredictFn, ds: tf.data.Dataset) -> None:
         input_gradient(fn, x[:2], y[:2])
 
 
+def check_attackable(model: keras.Model | PredictFn, data: Any) -> None:
+    """`check_differentiable` on the predict_fn and data the attacks use (`prepare`'s)."""
+    check_differentiable(*prepare(model, data))
+
+
 def adversarial(model: keras.Model | PredictFn, data: Any,
                 linf_epsilons: Sequence[float] = (1 / 255, 2 / 255, 4 / 255, 8 / 255),
                 l2_epsilons: Sequence[float] = (0.1, 0.25, 0.5), steps: int = 10,
@@ -122,7 +127,7 @@ def adversarial(model: keras.Model | PredictFn, data: Any,
     The model must be differentiable in TensorFlow: a Keras model, or a predict_fn of
     TensorFlow ops (not numpy, not `Model.predict`)."""
     fn, ds = prepare(model, data)
-    check_differentiable(fn, ds)
+    check_differentiable(fn, ds)  # (also `run`'s check: a direct call fails as early)
 
     @tf.function(reduce_retracing=True)
     def attack(x, y, seed, epsilon, step, norm, steps):  # traced once per (norm, steps)

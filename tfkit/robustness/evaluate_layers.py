@@ -29,10 +29,17 @@ def _require_keras(model: Any, data: Any) -> tuple[keras.Model, Any]:
     """(model, batched dataset) after checking the model is a Keras model that takes the data."""
     if not isinstance(model, keras.Model):
         raise TfkitError("the layers suite needs a Keras model (it edits layers); a bare "
-                         "predict_fn or a SavedModel signature only supports input suites")
+                         "predict_fn or a SavedModel signature only supports input suites: "
+                         "drop `layers`, or pass the Keras model (.keras file)")
     ds = as_dataset(data, scale_uint8=not takes_pixels(model))  # no perturbation: raw pixels
     check_input_shape(model, ds.element_spec[0].shape[1:])
     return model, ds
+
+
+def check_editable(model: Any, data: Any) -> None:
+    """Raises unless the layer suites can take `model`: a Keras model that takes the data,
+    with residual blocks to remove (`model_perturbations.block_names`)."""
+    mp.block_names(_require_keras(model, data)[0])
 
 
 def layers(model: keras.Model, data: Any, restricted_attention: bool = True,

@@ -216,7 +216,9 @@ def _uint8_images(data: Any) -> bool:
 def prepare(model: keras.Model | PredictFn, data: Any) -> tuple[PredictFn, tf.data.Dataset]:
     """(as_predict_fn(model), as_dataset(data)) after checking the images fit the model. uint8
     images for a model that scales pixels itself (`takes_pixels`) reach it as 0..255 pixels
-    (the evaluators still perturb [0, 1] images)."""
+    (the evaluators still perturb [0, 1] images); so do float [0, 1] images for a model whose
+    Input is uint8 (cast as they are, they would all be 0 or 1)."""
     ds = as_dataset(data)
     check_input_shape(model, ds.element_spec[0].shape[1:])
-    return as_predict_fn(model, pixels=takes_pixels(model) and _uint8_images(data)), ds
+    pixels = takes_pixels(model) and (_uint8_images(data) or _uint8_input(model))
+    return as_predict_fn(model, pixels=pixels), ds

@@ -18,7 +18,8 @@ from typing import Any
 from tfkit.errors import TfkitError
 from tfkit.robustness import evaluate, evaluate_layers
 
-__all__ = ["EVALUATORS", "SUITES", "UnknownEvaluatorError", "get", "names", "register", "run"]
+__all__ = ["CHECKS", "EVALUATORS", "SUITES", "UnknownEvaluatorError", "check_suites", "get",
+           "names", "register", "run"]
 
 Evaluator = Callable[..., Iterator[tuple[str, Any]]]
 
@@ -34,6 +35,14 @@ EVALUATORS: dict[str, Evaluator] = {
 # CLI suite -> evaluators it runs ("layers" = removal + restricted attention + CKA).
 SUITES: dict[str, tuple[str, ...]] = {name: (name,) for name in EVALUATORS}
 SUITES["layers"] = ("layers", "cka")
+Check = Callable[[Any, Any], None]
+# Cheap checks `run` makes for every evaluator it will run before it runs any, so a model an
+# evaluator cannot take fails now, not after the suites before it have run for minutes.
+CHECKS: dict[str, Check] = {
+    "adversarial": evaluate.check_attackable,
+    "layers": evaluate_layers.check_editable,
+    "cka": evaluate_layers.check_editable,
+}
 
 
 class UnknownEvaluatorError(TfkitError, KeyError):
@@ -54,13 +63,26 @@ def get(name: str) -> Evaluator:
     return EVALUATORS[name]
 
 
-def register(name: str) -> Callable[[Evaluator], Evaluator]:
-    """Decorator adding a user evaluator `fn(model, data, **options)` under `name`."""
+def register(name: str, check: Check | None = None) -> Callable[[Evaluator], Evaluator]:
+    """Decorator adding a user evaluator `fn(model, data, **options)` under `name`;
+    `check(model, data)`, if given, raises before any suite runs when `fn` cannot take them."""
     def wrap(fn: Evaluator) -> Evaluator:
         EVALUATORS[name] = fn
         SUITES.setdefault(name, (name,))
+        if check is not None:
+            CHECKS[name] = check
         return fn
     return wrap
+
+
+def check_suites(suites: Iterable[str]) -> list[str]:
+    """`suites` stripped of blanks; an UnknownEvaluatorError listing the valid names for any
+    that is not a suite."""
+    suites = [s.strip() for s in suites if s.strip()]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise UnknownEvaluatorError(f"unknown suite(s) {unknown}; valid: {', '.join(SUITES)}")
+    return suites
 
 
 def run(model: Any, data: Any, suites: Iterable[str],
@@ -69,16 +91,19 @@ def run(model: Any, data: Any, suites: Iterable[str],
     """Runs every evaluator of `suites` and returns {name: value}.
 
     `options[evaluator]` are keyword arguments for that evaluator, e.g.
-    {"adversarial": {"steps": 5}}; a key that names no evaluator is an error.
+    {"adversarial": {"steps": 5}}; a key that names no evaluator is an error. The `CHECKS` of
+    every evaluator to run are made first (e.g. the layers suite on a SavedModel signature, or
+    the attacks on a numpy predict_fn, fail before the other suites run).
     """
-    suites = [s.strip() for s in suites if s.strip()]
-    unknown = [s for s in suites if s not in SUITES]
-    if unknown:
-        raise UnknownEvaluatorError(f"unknown suite(s) {unknown}; valid: {', '.join(SUITES)}")
+    suites = check_suites(suites)
     misspelt = [name for name in (options or {}) if name not in EVALUATORS]
     if misspelt:
         raise UnknownEvaluatorError(f"options for unknown evaluator(s) {misspelt}; valid: "
                                     f"{', '.join(EVALUATORS)}")
+    evaluators = [name for suite in suites for name in SUITES[suite]]
+    for name in dict.fromkeys(evaluators):
+        if name in CHECKS:
+            CHECKS[name](model, data)
     results: dict[str, Any] = {}
     for suite in suites:
         for name in SUITES[suite]:
