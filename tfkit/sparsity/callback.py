@@ -83,11 +83,17 @@ class SparsityMonitor(keras.callbacks.Callback):
             Path(self.history_path).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.history_path, json.dumps(self.history))
 
+    def saved_history(self) -> list[dict] | None:
+        """The probes kept at `history_path` by an earlier (or interrupted) fit; None if none."""
+        if self.history_path is None or not Path(self.history_path).exists():
+            return None
+        return json.loads(Path(self.history_path).read_text())
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._step = int(self.model.optimizer.iterations.numpy())
-        resumed = self.history_path is not None and Path(self.history_path).exists()
+        earlier = self.saved_history()  # before an interruption
+        resumed = earlier is not None
         if resumed:
-            earlier = json.loads(Path(self.history_path).read_text())  # before an interruption
             self.history = [r for r in earlier if r["step"] < self._step]
         if not resumed or self._step % self.every_n_steps == 0:  # as an uninterrupted fit
             self._probe()

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -56,14 +55,12 @@ def fit_probed(model: keras.Model, data: Any, probes: dict[str, Any],
         {"history": fit history, "over_training": the monitor's probes, <split>: nonzero
         fraction per layer of the trained model on that split}.
     """
-    probes_path = Path(directory) / "sparsity_probes.json"  # survives an interruption
     monitor = SparsityMonitor(probes, every_n_steps=every_n_steps, max_batches=None,
-                              history_path=probes_path)
+                              history_path=Path(directory) / "sparsity_probes.json")
     history = fit_resumable(model, data, epochs=epochs, directory=directory,
                             callbacks=[monitor], log=log, **fit_kwargs)
-    over_training = monitor.history
-    if not over_training and probes_path.exists():  # the fit had finished before: no probes ran
-        over_training = json.loads(probes_path.read_text())
+    # a fit that had finished before ran no probes: its saved ones are the record
+    over_training = monitor.history or monitor.saved_history() or []
     return {"history": history, "over_training": over_training,
             **{split: list(nonzero_fraction(model, x).values()) for split, x in probes.items()}}
 
