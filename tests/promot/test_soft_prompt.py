@@ -146,3 +146,17 @@ def test_load_prompt_names_a_file_that_is_not_a_prompt(tmp_path):
     for name in ("other.npz", "text.npz"):
         with pytest.raises(ValueError, match="not a soft-prompt file"):
             SoftPrompt.load_prompt(tmp_path / name)
+
+
+@pytest.mark.parametrize("positions, fits", [("unshifted", 64), ("shifted", 60)])
+def test_text_longer_than_the_gpt2_position_table_is_a_clear_error(positions, fits):
+    """keras-nlp's own error ("Expected size[0] in [0, 64], but got 65 [Op:Slice]") names
+    neither the input's length nor the prompt: PromptedLM names both."""
+    prompted = PromptedLM(tiny_gpt2(), SoftPrompt(4, positions=positions))
+    assert prompted(tf.ones([1, fits], tf.int32)).shape == (1, fits, 60)
+    with pytest.raises(ValueError, match=f"{fits + 1} tokens.*{fits} positions for text"):
+        prompted(tf.ones([1, fits + 1], tf.int32))
+    step = tf.function(lambda ids: prompted(ids), input_signature=[
+        tf.TensorSpec([None, None], tf.int32)])  # length unknown when traced
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{fits} positions for text"):
+        step(tf.ones([1, fits + 1], tf.int32))

@@ -178,3 +178,17 @@ def test_user_task_with_an_unknown_metric_is_rejected(world_tasks_tokenizer):
         Task("mine", "BLEU", 0.0, frozenset({"answer"}), lambda rng: None, example)
     with pytest.raises(ValueError, match="chance"):  # was: ZeroDivisionError when normalized
         Task("mine", "accuracy", 1.0, frozenset({"answer"}), lambda rng: None, example)
+
+
+def test_user_task_answer_words_are_words_not_letters():
+    from tfkit.promot import Task
+
+    def example(rng, state):
+        return "is it", "yes"
+
+    # was: "yes no" taken as a string, so "es" and "o" counted as answers in the format
+    with pytest.raises(ValueError, match="answer_vocab.*not a str"):
+        Task("mine", "accuracy", 0.5, "yes no", lambda rng: None, example)
+    task = Task("mine", "accuracy", 0.5, ["yes", "no"], lambda rng: None, example)
+    assert task.answer_vocab == frozenset({"yes", "no"}) and hash(task)  # a list is fine
+    assert task.in_format("yes") and not task.in_format("es")

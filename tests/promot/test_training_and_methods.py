@@ -230,3 +230,40 @@ def test_train_lm_rerun_after_ctrl_c_before_the_first_checkpoint(tiny_lm, world_
     np.testing.assert_allclose(fit(lm_b, data, tmp_path / "b"), reference, rtol=1e-5)
     for wa, wb in zip(lm_a.get_weights(), lm_b.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, atol=1e-5)
+
+
+def test_train_lm_takes_lists_and_a_tf_data_dataset_like_the_arrays(tiny_lm,
+                                                                    world_tasks_tokenizer,
+                                                                    tmp_path):
+    _, tasks, tok = world_tasks_tokenizer
+    data = _data(tasks, tok)
+    lm = tiny_lm(tok.vocabulary_size, sequence_length=16)
+    start = lm.get_weights()
+
+    def fit(arrays, folder):
+        lm.set_weights(start)
+        return train_lm(lm, lm.trainable_variables, arrays, steps=2, batch_size=4,
+                        optimizer=make_optimizer("adam", 1e-2, 2), checkpoint_dir=folder,
+                        log_every=1)
+
+    reference = fit(data, tmp_path / "arrays")
+    as_lists = {k: v.tolist() for k, v in data.items()}  # was: numpy's "only integer scalar"
+    np.testing.assert_allclose(fit(as_lists, tmp_path / "lists"), reference, rtol=1e-5)
+    rows = tf.data.Dataset.from_tensor_slices(data)  # was: "data lacks 'x', 'y', 'w'"
+    np.testing.assert_allclose(fit(rows, tmp_path / "rows"), reference, rtol=1e-5)
+    np.testing.assert_allclose(fit(rows.batch(5), tmp_path / "batches"), reference, rtol=1e-5)
+    with pytest.raises(ValueError, match="infinite"):
+        fit(rows.repeat(), tmp_path / "repeated")
+    with pytest.raises(ValueError, match="'x', 'y' and 'w'"):
+        fit(tf.data.Dataset.from_tensor_slices(data["x"]), tmp_path / "ids_only")
+
+
+def test_train_lm_names_token_ids_outside_the_vocabulary(tiny_lm, world_tasks_tokenizer,
+                                                         tmp_path):
+    _, tasks, tok = world_tasks_tokenizer
+    data = _data(tasks, tok)
+    top = int(max(data["x"].max(), data["y"].max()))
+    lm = tiny_lm(top, sequence_length=16)  # the tokenizer of a larger vocabulary
+    with pytest.raises(ValueError, match=f"token ids up to {top}.*vocabulary of {top} "):
+        train_lm(PromptedLM(lm), lm.trainable_variables, data, steps=1, batch_size=4,
+                 optimizer=make_optimizer("adam", 1e-3, 1), checkpoint_dir=tmp_path)

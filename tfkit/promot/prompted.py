@@ -142,6 +142,25 @@ class PromptedLM(keras.Model):
         self.soft_prompt = soft_prompt
         self.pad_id = pad_id
 
+    def call(self, inputs, training=None, mask=None):
+        """The logits; text longer than the LM's positions (see `text_positions`) raises a
+        ValueError (an InvalidArgumentError where the length is only known when run)."""
+        capacity = text_positions(self)
+        if capacity is not None:
+            length = inputs.shape[1] if inputs.shape.rank == 2 else None
+            message = (f"{self.name}: the token ids have {{}} tokens, but {self.lm.name!r} has "
+                       f"{capacity} positions for text (its position table, less a 'shifted' "
+                       "prompt's length): use shorter inputs or a model with more positions")
+            if length is not None:
+                if length > capacity:
+                    raise ValueError(message.format(length))
+            else:
+                check = tf.debugging.assert_less_equal(
+                    tf.shape(inputs)[1], capacity, message=message.format("more"))
+                with tf.control_dependencies([check]):
+                    inputs = tf.identity(inputs)
+        return super().call(inputs, training=training, mask=mask)
+
     def get_config(self) -> dict:
         serialize = keras.saving.serialize_keras_object
         return {"lm": serialize(self.lm), "pad_id": self.pad_id, "name": self.name,

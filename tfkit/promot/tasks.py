@@ -97,6 +97,11 @@ class Task:
     example: Callable[[np.random.Generator, Any], tuple[str, str]]
 
     def __post_init__(self) -> None:
+        if isinstance(self.answer_vocab, str):  # "True False" would match "ru", "e", ...
+            raise ValueError(f"task {self.name!r}: answer_vocab must be a collection of words "
+                             f"(e.g. frozenset({{'True', 'False'}})), not a str: "
+                             f"{self.answer_vocab!r}")
+        object.__setattr__(self, "answer_vocab", frozenset(self.answer_vocab))
         if self.metric not in METRICS:
             raise ValueError(f"task {self.name!r}: metric must be one of {METRICS}, not "
                              f"{self.metric!r}")

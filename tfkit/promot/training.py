@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tfkit.backend import keras, tf
-from tfkit.promot.prompted import text_positions
+from tfkit.promot.prompted import PromptedLM, text_positions
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "answer_loss", "make_optimizer", "train_lm"]
 
@@ -89,12 +89,14 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
         log_every: steps averaged into each history entry.
     """
     models = model if isinstance(model, Mapping) else {"": model}
-    datasets = data if isinstance(model, Mapping) else {"": data}
+    datasets = dict(data) if isinstance(model, Mapping) else {"": data}
     names = list(models)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     for name in names:
-        _check_arrays(models[name], datasets[name], f"data[{name!r}]" if name else "data")
+        what = f"data[{name!r}]" if name else "data"
+        datasets[name] = _as_arrays(datasets[name], what)
+        _check_arrays(models[name], datasets[name], what)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     # The logged losses and the window since the last log, as JSON, saved with the weights.
     log_state = tf.Variable("", dtype=tf.string, trainable=False)
@@ -152,13 +154,43 @@ def _restore(path: str, parts: dict, log_state: tf.Variable) -> tuple[list[float
     return state["history"], state["window"]
 
 
+def _as_arrays(data, what: str):
+    """`data` as `lm_arrays`-style numpy arrays: a finite `tf.data.Dataset` of {x, y, w} rows or
+    batches is read into memory, lists become arrays; numpy arrays are used as they are."""
+    if isinstance(data, tf.data.Dataset):
+        if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            raise ValueError(f"{what} is an infinite (repeated) tf.data.Dataset: pass it without "
+                             "repeat(); train_lm draws its own batches for `steps` steps")
+        spec = data.element_spec
+        if not (isinstance(spec, Mapping) and {"x", "y", "w"} <= set(spec)):
+            raise ValueError(f"{what}: a tf.data.Dataset must yield dicts with 'x', 'y' and 'w' "
+                             f"(rows or batches of `lm_arrays` output), got {spec}")
+        parts = {k: [] for k in ("x", "y", "w")}
+        for element in data.as_numpy_iterator():
+            for k in parts:
+                parts[k].append(element[k])
+        if not parts["x"]:
+            return {k: np.zeros((0, 0)) for k in parts}
+        batched = np.ndim(parts["x"][0]) == 2
+        try:
+            return {k: (np.concatenate if batched else np.stack)(v) for k, v in parts.items()}
+        except ValueError as e:
+            raise ValueError(f"{what}: the dataset's x, y and w must have one length in every "
+                             f"element ({e})") from None
+    if isinstance(data, Mapping) and not all(isinstance(data.get(k, np.empty(0)), np.ndarray)
+                                             for k in ("x", "y", "w")):
+        return {**data, **{k: np.asarray(data[k]) for k in ("x", "y", "w") if k in data}}
+    return data
+
+
 def _check_arrays(model: keras.Model, arrays: Mapping[str, np.ndarray], what: str) -> None:
     """Clear errors for `lm_arrays`-style data the model cannot train on."""
     missing = [k for k in ("x", "y", "w") if k not in arrays]
     if missing:
         raise ValueError(f"{what} lacks {', '.join(map(repr, missing))}: give the arrays "
                          "`lm_arrays` returns (x, y, w)")
-    shapes = {k: np.shape(arrays[k]) for k in ("x", "y", "w")}
+    arrays = {k: arrays[k] for k in ("x", "y", "w")}  # each read once
+    shapes = {k: np.shape(v) for k, v in arrays.items()}
     if len(set(shapes.values())) != 1 or len(shapes["x"]) != 2:
         raise ValueError(f"{what}: x, y and w must be [examples, length] arrays of one shape, "
                          f"got {shapes}")
@@ -169,6 +201,16 @@ def _check_arrays(model: keras.Model, arrays: Mapping[str, np.ndarray], what: st
         raise ValueError(f"{what} has sequences of {shapes['x'][1]} tokens, but the model has "
                          f"{capacity} positions for text: build the arrays with a smaller "
                          "length (or use a model with more positions)")
+    lm = model.lm if isinstance(model, PromptedLM) else model
+    size = getattr(getattr(lm, "backbone", lm), "vocabulary_size", None)
+    ids = [np.asarray(arrays[k]) for k in ("x", "y")]
+    if size is None or not all(a.size for a in ids):
+        return
+    low, high = min(int(a.min()) for a in ids), max(int(a.max()) for a in ids)
+    if low < 0 or high >= int(size):
+        raise ValueError(f"{what} has token ids up to {high} (lowest {low}), but the model has a "
+                         f"vocabulary of {int(size)} tokens (ids 0 … {int(size) - 1}): encode "
+                         "the data with the model's own tokenizer")
 
 
 def _train_step(model: keras.Model, variables: Sequence[tf.Variable],
