@@ -203,9 +203,45 @@ def test_keras_nlp_adapter_decodes_greedily_at_temperature_zero():
     assert lm.causal_lm.generate_function is compiled  # not recompiled for the same sampler
     assert first == again and np.isfinite(first.logprob)
     assert first.text  # RandomSampler(temperature=0) drew token 7 of 7: nothing came out
-    ids = tokenizer("airplane at").numpy().tolist()
+    ids = [6, *tokenizer("airplane at").numpy().tolist()]  # after the start token, id 6
     for token in tokenizer(first.text).numpy().tolist():  # each token is the argmax
         logits = lm.causal_lm({"token_ids": np.array([ids]),
                                "padding_mask": np.ones([1, len(ids)], bool)})
         assert token == int(np.argmax(logits[0, -1])) and 0 <= token < 7
         ids.append(token)
+
+
+def test_keras_nlp_adapter_tokenizes_each_prompt_once(monkeypatch):
+    keras_nlp = pytest.importorskip("keras_nlp")
+    lm, tokenizer = _toy_gpt2(keras_nlp)
+    tokenize, calls = tokenizer.tokenize, []
+
+    def counting(inputs, *args, **kwargs):
+        calls.append(inputs)
+        return tokenize(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "tokenize", counting)
+    rows = lm.generate(["airplane at"], num_samples=3, temperature=1.0, max_new_tokens=4, seed=1)
+    # was 5: for the length cap, again for max_length, and once more per sample when scoring
+    assert sum(isinstance(c, str) and c == "airplane at" for c in calls) == 1
+    for s in rows[0]:  # the same samples and scores as the public `score` gives
+        assert lm.score(["airplane at"], [s.text])[0] == pytest.approx(s.logprob, rel=1e-5)
+        assert s.num_tokens == max(1, len(tokenize(s.text)))
+
+
+def test_keras_nlp_adapter_scores_after_the_start_token_as_it_generates():
+    keras_nlp = pytest.importorskip("keras_nlp")
+    lm, tokenizer = _toy_gpt2(keras_nlp)  # GPT-2 generates after its start token (id 6)
+    [[s]] = lm.generate(["air"], temperature=1.0, max_new_tokens=3, seed=2)
+    ids = [6, *tokenizer("air").numpy().tolist()]
+    expected = 0.0
+    for token in tokenizer(s.text).numpy().tolist():
+        logits = lm.causal_lm({"token_ids": np.array([ids]),
+                               "padding_mask": np.ones([1, len(ids)], bool)})
+        expected += float(tf.nn.log_softmax(logits[0, -1])[token])
+        ids.append(token)
+    assert s.text and s.logprob == pytest.approx(expected, rel=1e-4)
+    # an empty prompt is scored after the start token alone (was: a TF gather error)
+    assert np.isfinite(lm.score([""], ["airplane"])[0])
+    [[empty]] = lm.generate([""], temperature=1.0, max_new_tokens=3, seed=2)
+    assert np.isfinite(empty.logprob)

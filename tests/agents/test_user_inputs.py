@@ -173,3 +173,56 @@ def test_a_token_cut_inside_a_multibyte_character_decodes():
     from tfkit.agents.lm import _as_str
 
     assert _as_str("Zürich".encode()[:2]) == "Z"  # "ü" cut in half: dropped, not a crash
+
+
+def _terminate_and_answer(answer="Bob"):
+    return CallableLM(lambda p, t, n, s: {
+        "d": 'Terminate(thoughts="t")', "a": f'Answer(text="{answer}")'}.get(p[0], "Pass()"))
+
+
+def test_questions_loaded_from_a_csv_go_straight_into_the_agent_and_evaluation(tmp_path):
+    from tfkit.agents.rest import evaluate_policy
+
+    path = tmp_path / "bamboogle.csv"
+    path.write_text("question,answer\nWho?,Bob|Robert\n", encoding="utf-8")
+    questions = load_csv_questions(path)  # Question records, not dicts
+    search = FunctionSearch(lambda q: [])
+    # was: "question 0 needs 'answers'" for a Question that has them
+    result = evaluate_policy(_terminate_and_answer(), search, questions, runs=1)
+    assert result["accuracy_mean"] == 100.0
+    [t] = ReActAgent(_terminate_and_answer(), search).run(questions)
+    assert t["qid"] == "csv-0" and t["answers"] == ("Bob", "Robert") and t["answer"] == "Bob"
+
+
+def test_evaluate_policy_refuses_fewer_than_one_run():
+    from tfkit.agents.rest import evaluate_policy
+
+    with pytest.raises(ValueError, match="runs must be"):  # was: KeyError 'accuracy'
+        evaluate_policy(_terminate_and_answer(), FunctionSearch(lambda q: []),
+                        [{"question": "Who?", "answers": ["Bob"]}], runs=0)
+
+
+def test_bm25_takes_a_mapping_of_ids_to_texts():
+    # was: the mapping's keys indexed as the documents, so nothing was ever found
+    s = BM25Search({"wiki:brev": "the capital of Brev is Ume Vale .", "wiki:nar": "Nar ."})
+    [hit] = s("capital of Brev", 1)
+    assert hit.source == "wiki:brev" and hit.text.startswith("the capital")
+
+
+def test_a_plain_search_function_returning_strings_is_named():
+    lm = CallableLM(lambda p, t, n, s: SEARCH)
+    agent = ReActAgent(lm, lambda query, k: ["Ume Vale is the capital of Brev ."][:k])
+    with pytest.raises(TypeError, match="list of Snippet.*FunctionSearch"):  # was: 'str' object
+        agent.run([{"question": "capital of Brev?"}])  # has no attribute 'text'
+
+
+def test_agent_config_names_a_temperature_that_is_not_a_number():
+    with pytest.raises(ValueError, match="temperature must be a finite number"):
+        AgentConfig(temperature="0.5")  # was: TypeError "'<=' not supported"
+
+
+def test_csv_with_two_answer_columns_is_named_not_half_read(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text("question,Answer,answer\nWho?,Bob,Robert\n", encoding="utf-8")
+    with pytest.raises(TfkitError, match="q.csv has 2 'answer' columns"):  # was: 'Bob' dropped
+        load_csv_questions(path)

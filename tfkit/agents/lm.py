@@ -130,7 +130,9 @@ class KerasNLPLM:
 
     Generation uses the model's own `generate` with a `RandomSampler(temperature)` (a
     `GreedySampler` at temperature <= 0, as `LLMJudge` and `LLMRanker` ask for); scores come
-    from the backbone's logits. Load a local preset with
+    from the backbone's logits after the start token the preprocessor puts before a prompt
+    (GPT-2's <|endoftext|>), as generation conditions on it, so an empty prompt can be scored
+    too. Load a local preset with
     `keras_nlp.models.GPT2CausalLM.from_preset("/path/to/preset_dir")`.
 
     A prompt longer than the backbone's `max_sequence_length` leaves room for
@@ -164,15 +166,18 @@ class KerasNLPLM:
         tokenizer = lm.preprocessor.tokenizer
         self._compile_sampler(temperature, seed)
         limit = self._limit()
+        prompt_ids = [self._ids(p) for p in prompts]  # each prompt tokenized once
         if limit is not None:  # keep each prompt's end (the call) within the positions
             room = limit - max_new_tokens - 2  # (start token, one spare)
             if room < 1:
                 raise TfkitError(f"max_new_tokens={max_new_tokens} leaves no room for a "
                                  f"prompt in the model's max_sequence_length={limit}")
-            prompts = [self._keep_end(p, room) for p in prompts]
+            kept = [self._keep_end_ids(p, ids, room) for p, ids in zip(prompts, prompt_ids,
+                                                                       strict=True)]
+            prompts, prompt_ids = [p for p, _ in kept], [ids for _, ids in kept]
         flat = [p for p in prompts for _ in range(num_samples)]
-        lengths = [len(tokenizer(p)) for p in prompts]
-        max_length = max(lengths) + max_new_tokens + 2
+        flat_ids = [ids for ids in prompt_ids for _ in range(num_samples)]
+        max_length = max(len(ids) for ids in prompt_ids) + max_new_tokens + 2
         max_length = max_length if limit is None else min(max_length, limit)
         texts = lm.generate(flat, max_length=max_length)
         texts = [_as_str(t) for t in list(texts)]
@@ -182,42 +187,59 @@ class KerasNLPLM:
             if len(ids) > max_new_tokens:
                 t = p + _as_str(tokenizer.detokenize(ids[:max_new_tokens]))
             conts.append(truncate_at_stop(t[len(p):], stop))
-        logps = self.score(flat, conts)
-        samples = [Sample(c, lp, max(1, len(tokenizer(c))))
-                   for c, lp in zip(conts, logps, strict=True)]
+        cont_ids = [self._ids(c) if c else [] for c in conts]
+        samples = [Sample(c, self._score_ids(p_ids, c_ids), max(1, len(c_ids)))
+                   for c, p_ids, c_ids in zip(conts, flat_ids, cont_ids, strict=True)]
         return [samples[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+
+    def _ids(self, text: str) -> list[int]:
+        return [int(i) for i in self.causal_lm.preprocessor.tokenizer(text).numpy()]
 
     def _limit(self) -> int | None:
         """The backbone's number of positions (None if it does not say)."""
         return getattr(self.causal_lm.backbone, "max_sequence_length", None)
 
+    def _start_ids(self) -> list[int]:
+        """The token the preprocessor puts before a prompt when generating (GPT-2's
+        <|endoftext|>), which scoring conditions on too; [] if it adds none."""
+        preprocessor = self.causal_lm.preprocessor
+        token = getattr(preprocessor.tokenizer, "start_token_id", None)
+        add = getattr(preprocessor, "add_start_token", False)
+        return [int(token)] if add and token is not None else []
+
     def _keep_end(self, prompt: str, room: int) -> str:
         """`prompt`, cut from the left to its last `room` tokens when longer."""
-        tokenizer = self.causal_lm.preprocessor.tokenizer
-        ids = tokenizer(prompt)
+        return self._keep_end_ids(prompt, self._ids(prompt), room)[0]
+
+    def _keep_end_ids(self, prompt: str, ids: list[int], room: int) -> tuple[str, list[int]]:
+        """(`prompt` cut to its last `room` tokens when longer, its token ids) from its `ids`."""
         if len(ids) <= room:
-            return prompt
-        return _as_str(tokenizer.detokenize(ids[len(ids) - room:]))
+            return prompt, ids
+        tokenizer = self.causal_lm.preprocessor.tokenizer
+        kept = _as_str(tokenizer.detokenize(ids[len(ids) - room:]))
+        return kept, self._ids(kept)  # the cut text as generate reads it
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """log p(continuation | prompt), the prompt after the start token as in `generate`."""
+        return [self._score_ids(self._ids(p), self._ids(c) if c else [])
+                for p, c in zip(prompts, continuations, strict=True)]
+
+    def _score_ids(self, p_ids: list[int], c_ids: list[int]) -> float:
         from tfkit.backend import tf
 
-        tok = self.causal_lm.preprocessor.tokenizer
-        limit = self._limit()
-        out = []
-        for p, c in zip(prompts, continuations, strict=True):
-            p_ids = list(tok(p).numpy())
-            c_ids = list(tok(c).numpy()) if c else []
-            if not c_ids:
-                out.append(0.0)
-                continue
-            if limit is not None and len(p_ids) + len(c_ids) > limit:
-                if len(c_ids) >= limit:
-                    raise TfkitError(f"a continuation of {len(c_ids)} tokens does not fit "
-                                     f"the model's max_sequence_length={limit}")
-                p_ids = p_ids[len(p_ids) + len(c_ids) - limit:]  # keep the prompt's end
-            ids = tf.constant([p_ids + c_ids], tf.int32)
-            logits = self.causal_lm({"token_ids": ids, "padding_mask": tf.ones_like(ids)})
-            logp = tf.nn.log_softmax(tf.cast(logits[0, len(p_ids) - 1:-1], tf.float32))
-            out.append(float(tf.reduce_sum(tf.gather(logp, c_ids, batch_dims=1))))
-        return out
+        if not c_ids:
+            return 0.0
+        start, limit = self._start_ids(), self._limit()
+        if limit is not None and len(start) + len(p_ids) + len(c_ids) > limit:
+            if len(c_ids) + max(len(start), 1) > limit:  # (at least one token before it)
+                raise TfkitError(f"a continuation of {len(c_ids)} tokens does not fit "
+                                 f"the model's max_sequence_length={limit}")
+            p_ids = p_ids[len(start) + len(p_ids) + len(c_ids) - limit:]  # the prompt's end
+        context = start + list(p_ids)
+        if not context:
+            raise TfkitError("an empty prompt cannot be scored: the model's preprocessor adds "
+                             "no start token to condition on")
+        ids = tf.constant([context + list(c_ids)], tf.int32)
+        logits = self.causal_lm({"token_ids": ids, "padding_mask": tf.ones_like(ids)})
+        logp = tf.nn.log_softmax(tf.cast(logits[0, len(context) - 1:-1], tf.float32))
+        return float(tf.reduce_sum(tf.gather(logp, c_ids, batch_dims=1)))

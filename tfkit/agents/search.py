@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tfkit.errors import TfkitError
@@ -47,11 +47,19 @@ def _document(d: Document | str, i: int) -> Document:
     return d
 
 
+def _text(value, doc_id) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"BM25Search: document {doc_id!r} must map to a str, got "
+                        f"{type(value).__name__}: {value!r:.80}")
+    return value
+
+
 class BM25Search:
     """Okapi BM25 ranking over `documents`.
 
     Args:
-        documents: the collection: `Document`s, or plain strings (ids `doc:0`, `doc:1`, ...).
+        documents: the collection: `Document`s, plain strings (ids `doc:0`, `doc:1`, ...), or
+            a mapping {doc_id: text}.
         k1: term-frequency saturation (1.5, the common default).
         b: length normalisation (0.75, the common default).
 
@@ -61,10 +69,12 @@ class BM25Search:
         'the capital of Brev is Ume Vale .'
     """
 
-    def __init__(self, documents: Sequence[Document | str], k1: float = 1.5,
+    def __init__(self, documents: Sequence[Document | str] | Mapping[str, str], k1: float = 1.5,
                  b: float = 0.75):
         if isinstance(documents, (str, bytes)) or not documents:
             raise TfkitError("BM25Search needs a non-empty list of documents (Document or str)")
+        if isinstance(documents, Mapping):  # {doc_id: text}, not its keys as the texts
+            documents = [Document(str(k), _text(v, k)) for k, v in documents.items()]
         self.documents = [_document(d, i) for i, d in enumerate(documents)]
         self.k1 = k1
         self.b = b
@@ -159,6 +169,13 @@ class CachedSearch:
             self.hits += 1
             return self.cache[key], True
         result = self.search(query, k)
+        if not isinstance(result, (list, tuple)) or not all(isinstance(s, Snippet)
+                                                            for s in result):
+            raise TypeError(f"the search tool must return a list of Snippet for "
+                            f"search(query, k), got {result!r:.100} for query {query!r}: wrap "
+                            "a function that returns strings (or (source, text) pairs) in "
+                            "FunctionSearch(fn), which calls fn(query)")
+        result = list(result)
         self.cache[key] = result
         return result, False
 

@@ -12,10 +12,12 @@ passes). Every sample, its score and the choice are kept in the trajectory recor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tfkit.agents.lm import LanguageModel, Sample
 from tfkit.agents.react.parse import Action, ParseError, citations, parse_action
@@ -23,7 +25,7 @@ from tfkit.agents.react.prompts import render_prompt
 from tfkit.agents.react.state import AgentState
 from tfkit.agents.search import CachedSearch
 
-__all__ = ["AgentConfig", "ReActAgent"]
+__all__ = ["AgentConfig", "ReActAgent", "as_question_dict"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class AgentConfig:
         if not isinstance(self.max_retries, numbers.Integral) or self.max_retries < 0:
             raise ValueError(f"AgentConfig.max_retries must be an int >= 0, got "
                              f"{self.max_retries!r}")
-        if not 0 <= self.temperature < math.inf:
+        if not isinstance(self.temperature, numbers.Real) or not 0 <= self.temperature < math.inf:
             raise ValueError(f"AgentConfig.temperature must be a finite number >= 0, got "
                              f"{self.temperature!r}")
 
@@ -68,6 +70,14 @@ class _Rollout:
     link_counter: int = 0
     budget_exhausted: bool = False
     failures: int = 0
+
+
+def as_question_dict(q: Any) -> Any:
+    """A question record (a dataclass such as `tfkit.agents.world.Question`) as a dict; a
+    dict, or anything else, unchanged."""
+    if dataclasses.is_dataclass(q) and not isinstance(q, type):
+        return dataclasses.asdict(q)
+    return q
 
 
 def _check_outputs(lm, outs, num_prompts: int) -> None:
@@ -124,8 +134,10 @@ class ReActAgent:
                              self.config.instructions, self.config.relevance_sees_past)
 
     def run(self, questions: Sequence[dict], seed: int = 0) -> list[dict]:
-        """Rolls out every question (dicts with at least `question`); returns trajectories."""
+        """Rolls out every question (dicts with at least `question`, or records such as
+        `load_csv_questions`' `Question`s); returns trajectories."""
         cfg = self.config
+        questions = [as_question_dict(q) for q in questions]
         for i, q in enumerate(questions):
             if not isinstance(q, dict) or not isinstance(q.get("question"), str):
                 raise TypeError(f"question {i} must be a dict with a str 'question' (e.g. "

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from tfkit.agents.autoeval import Judge, OfflineJudge, as_references, evaluate_answers
 from tfkit.agents.lm import LanguageModel
 from tfkit.agents.ranker import OfflineRater, Ranker
-from tfkit.agents.react.agent import AgentConfig, ReActAgent
+from tfkit.agents.react.agent import AgentConfig, ReActAgent, as_question_dict
 from tfkit.agents.rest.grow import grow
 from tfkit.agents.rest.improve import improve
 
@@ -58,10 +59,12 @@ def evaluate_policy(policy: LanguageModel, search: Callable, questions: Sequence
     `question_accuracy`: each question's accuracy over the runs (for `paired_difference`).
 
     `questions`: dicts with `question` and `answers` (the reference and its aliases: a list of
-    str, or one str)."""
+    str, or one str), or the `Question`s `tfkit.agents.world.load_csv_questions` reads."""
     if not questions:
         raise ValueError("evaluate_policy needs at least one question")
-    questions = [_with_references(q, i) for i, q in enumerate(questions)]
+    if not isinstance(runs, numbers.Integral) or runs < 1:
+        raise ValueError(f"evaluate_policy: runs must be an int >= 1, got {runs!r}")
+    questions = [_with_references(as_question_dict(q), i) for i, q in enumerate(questions)]
     judge = judge or OfflineJudge()
     agent = ReActAgent(policy, search, agent_config)
     per_run: dict[str, list[float]] = {}

@@ -112,6 +112,11 @@ def load_csv_questions(path: str | Path, prefix: str = "csv") -> list[Question]:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             cols = {c.lower().strip(): c for c in reader.fieldnames or []}
+            for name in ("question", "answer"):  # DictReader keeps only the last of them
+                count = [(c or "").lower().strip() for c in reader.fieldnames or []].count(name)
+                if count > 1:
+                    raise TfkitError(f"{path} has {count} {name!r} columns; keep one (answer "
+                                     "aliases go in one cell, split by '|')")
             if "question" not in cols or "answer" not in cols:
                 raise TfkitError(f"{path} needs 'question' and 'answer' columns, has "
                                  f"{reader.fieldnames}")
