@@ -108,7 +108,8 @@ def test_a_data_dir_without_the_file_is_named_in_the_error(tmp_path):
         d.load("mnist", data_dir=tmp_path, download=False)
     np.savez(tmp_path / "cifar10_train.npz", x_train=np.zeros((2, 32, 32, 3), np.uint8),
              y_train=np.zeros((2, 1), np.uint8))
-    with pytest.raises(DataError, match="cifar10_test.npz is missing"):
+    with pytest.raises(DataError, match=f"'{tmp_path}' has cifar10_train.npz but not "
+                                        "cifar10_test.npz"):
         d.load("cifar10", data_dir=tmp_path, download=False)
 
 
@@ -139,3 +140,24 @@ def test_every_image_loader_is_in_image_sides():
     loaders = {**d._LOADERS, **d._EMBEDDED}
     assert {n for n, f in loaders.items() if f.__module__ == images.__name__} \
         == set(d.IMAGE_SIDES)
+
+
+@pytest.mark.parametrize("name,have,lack", [
+    ("cifar10", "cifar10_train.npz", "cifar10_test.npz"),
+    ("cifar10", "cifar10_test.npz", "cifar10_train.npz"),
+    ("femnist", "femnist_train.npz", "femnist_test.npz"),
+    ("femnist", "femnist_test.npz", "femnist_train.npz")])
+def test_half_a_train_test_pair_names_the_missing_file(tmp_path, name, have, lack):
+    """Not "the download failed": no download is tried when one file of the pair is there."""
+    np.savez(tmp_path / have, x=np.zeros(1))
+    with pytest.raises(DataError, match=f"has {have} but not {lack}") as e:
+        d.load(name, data_dir=tmp_path)
+    assert "download" not in str(e.value)
+
+
+def test_an_empty_split_prints_and_sample_refuses_negative_sizes():
+    split = d.load("digits").test
+    empty = split.sample(0)
+    assert len(empty) == 0 and "Split(x=(0, 8, 8) uint8" in repr(empty)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        split.sample(-1)

@@ -136,3 +136,19 @@ def test_a_resumed_fit_sees_the_uninterrupted_shuffle_order(tmp_path):
     fit_resumable(resumed, data(), epochs=3, directory=tmp_path / "resumed", verbose=0)
     for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # was: epoch 2 trained in epoch 1's order
+
+
+def test_resuming_with_a_model_of_other_shapes_is_a_clear_error(tmp_path):
+    import numpy as np
+    import pytest
+
+    from tfkit.backend import keras
+    from tfkit.errors import TfkitError
+    from tfkit.training import fit_resumable
+
+    x, y = np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])
+    fit_resumable(_tiny_fit_model(), x, y=y, epochs=1, directory=tmp_path, verbose=0)
+    wider = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    wider.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(TfkitError, match=f"does not fit this model.*delete {tmp_path}"):
+        fit_resumable(wider, x, y=y, epochs=2, directory=tmp_path, verbose=0)

@@ -11,9 +11,14 @@ from typing import Any
 import numpy as np
 
 from tfkit.backend import keras, tf
+from tfkit.errors import TfkitError
 from tfkit.runs import atomic_write_text
 
-__all__ = ["ResumableFit", "fit_resumable"]
+__all__ = ["CheckpointMismatchError", "ResumableFit", "fit_resumable"]
+
+
+class CheckpointMismatchError(TfkitError, ValueError):
+    """The checkpoint to resume from was written by a model of other variable shapes."""
 
 
 class ResumableFit(keras.callbacks.Callback):
@@ -55,7 +60,14 @@ class ResumableFit(keras.callbacks.Callback):
             return 0
         if not model.optimizer.variables:  # build optimizer slots so they restore too
             model.optimizer.build(model.trainable_variables)
-        manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        try:
+            manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        except (ValueError, tf.errors.InvalidArgumentError) as e:  # another model's variables
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointMismatchError(
+                f"{manager.latest_checkpoint} does not fit this model ({first}): it was "
+                f"written by a model of other shapes; delete {self.directory} to train afresh, "
+                "or pass another directory") from None
         epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
         state = Path(self.directory) / "epoch.json"
         saved = json.loads(state.read_text()).get("history", {}) if state.exists() else {}

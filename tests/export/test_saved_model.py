@@ -184,3 +184,82 @@ def test_source_resolution_errors(vit_run, tmp_path):
         (tmp_path / "models" / f"{name}.keras").write_bytes(b"x")
     with pytest.raises(ExportError, match="several models"):
         resolve_source(tmp_path)
+
+
+def _users_classifier(head: list, dtype: str = "float32"):
+    """A user's 4x4x1 Sequential: `head` layers before Flatten + Dense(3, +softmax?)."""
+    from tfkit.backend import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4, 4, 1), dtype=dtype), *head, keras.layers.Flatten(),
+                             keras.layers.Dense(3)])
+
+
+def test_a_model_that_scales_pixels_itself_gets_the_pixels(tmp_path):
+    """A Rescaling first layer or a uint8 Input: the export must not divide by 255 again."""
+    from tfkit.backend import keras
+    from tfkit.export import export_saved_model
+
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 1)).astype(np.uint8)
+    for name, dtype in (("rescaling", "float32"), ("uint8", "uint8")):
+        model = _users_classifier([keras.layers.Rescaling(1 / 255.0)], dtype)
+        out = export_saved_model(model, {}, tmp_path / name / "1")
+        serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+        want = model(tf.cast(pixels, dtype)).numpy()
+        for batch in (pixels[:1], pixels):  # a batch of 1 and of 3
+            np.testing.assert_allclose(serve(images=tf.constant(batch))["logits"].numpy(),
+                                       want[:len(batch)], atol=1e-5, err_msg=name)
+
+
+def test_a_model_ending_in_softmax_serves_its_own_probabilities(tmp_path):
+    from tfkit.backend import keras
+    from tfkit.export import export_saved_model
+
+    model = _users_classifier([])
+    model = keras.Model(model.inputs, keras.layers.Softmax()(model.outputs[0]))
+    out = export_saved_model(model, {}, tmp_path / "soft" / "1")
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 1)).astype(np.uint8)
+    served = tf.saved_model.load(str(out)).signatures["serving_default"](
+        images=tf.constant(pixels))
+    want = model(pixels.astype(np.float32) / 255.0).numpy()
+    np.testing.assert_allclose(served["probabilities"].numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(served["logits"].numpy(), np.log(want), atol=1e-4)
+    with pytest.raises(ExportError, match="logits"):
+        export_saved_model(model, {"outputs": "probs"}, tmp_path / "typo" / "1")
+
+
+def test_cli_parity_of_a_pixel_model_is_against_keras_on_its_pixels(tmp_path, capsys):
+    """The card's held-out accuracy is the model's, not that of pixels scaled twice."""
+    from tfkit.backend import keras
+
+    data = load("digits")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(keras.optimizers.Adam(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    model.fit(data.train.x[..., None].astype(np.float32), data.train.y, epochs=3, verbose=0)
+    _, accuracy = model.evaluate(data.test.x[..., None].astype(np.float32), data.test.y,
+                                 verbose=0)
+    model.save(tmp_path / "own.keras")
+    (tmp_path / "own.json").write_text(json.dumps({"dataset": "digits"}))
+    assert export_savedmodel(tmp_path / "own.keras", tmp_path / "sm" / "own" / "1") == 0
+    parity = json.loads((tmp_path / "sm" / "own" / "export.json").read_text())["parity"]
+    assert parity["max_abs_diff"] <= 1e-4 and parity["examples"] == len(data.test.y)
+    assert abs(parity["accuracy"] - accuracy) <= 1e-6 and accuracy > 0.8
+
+
+def test_a_grayscale_model_without_a_channel_axis_exports(tmp_path):
+    """keras.Input((H, W)) (the Keras MNIST tutorial's model): served as [batch, H, W, 1]."""
+    from tfkit.backend import keras
+    from tfkit.export import export_saved_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    with pytest.raises(ExportError, match='add "kind"'):  # [batch, 4, 4] could be a sequence
+        export_saved_model(model, {}, tmp_path / "unsure" / "1")
+    out = export_saved_model(model, {"kind": "image_classifier"}, tmp_path / "gray" / "1")
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 4, 4)).astype(np.uint8)
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    served = serve(images=tf.constant(pixels[..., None]))["logits"].numpy()
+    np.testing.assert_allclose(served, model(pixels / 255.0).numpy(), atol=1e-5)

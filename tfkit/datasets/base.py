@@ -35,6 +35,8 @@ class Split:
     def sample(self, n: int, seed: int = 0) -> Split:
         """A seeded random subset of `n` examples (all when n ≥ len). Use it rather than the
         first n: some copies are sorted by class (the shared CIFAR-10 files are)."""
+        if n < 0:
+            raise ValueError(f"sample(n): n must be >= 0, got {n}")
         if n >= len(self):
             return self
         return self.take(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
@@ -45,8 +47,8 @@ class Split:
 
     def __repr__(self) -> str:
         g = "" if self.groups is None else f", groups={len(np.unique(self.groups))} distinct"
-        return (f"Split(x={self.x.shape} {self.x.dtype}, y={self.y.shape} {self.y.dtype} "
-                f"in [{self.y.min()}, {self.y.max()}]{g})")
+        span = f" in [{self.y.min()}, {self.y.max()}]" if self.y.size else ""
+        return f"Split(x={self.x.shape} {self.x.dtype}, y={self.y.shape} {self.y.dtype}{span}{g})"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import string
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +36,21 @@ def _missing(name: str, files: str, why: str, root: os.PathLike | None = None) -
     return DataError(
         f"{name}: {where} and the download failed ({why}). Put {files} in a folder and "
         f"pass data_dir=... (CLI: --data-dir) or set TFKIT_DATA_DIR.")
+
+
+def _pair(name: str, root: os.PathLike | None, files: tuple[str, str]) -> bool:
+    """Whether `root` holds both files of a train/test pair; a DataError naming the missing one
+    when it holds only one (no download is tried then: the copy there is incomplete)."""
+    if root is None:
+        return False
+    present = [(Path(root) / f).exists() for f in files]
+    if all(present):
+        return True
+    if any(present):
+        have, lack = (files[0], files[1]) if present[0] else (files[1], files[0])
+        raise DataError(f"{name}: {str(root)!r} has {have} but not {lack}; put both files "
+                        "there")
+    return False
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, high: int, groups=None) -> Split:
@@ -72,10 +88,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
                  ) -> ImageDataset:
     """CIFAR-10: uint8 32x32x3 images, labels 0-9 (the shared copy has a 20,000 train subset)."""
     root = resolve_data_dir(data_dir)
-    if root is not None and (root / "cifar10_train.npz").exists():
-        if not (root / "cifar10_test.npz").exists():
-            raise _missing("cifar10", "cifar10_train.npz and cifar10_test.npz",
-                           f"{root / 'cifar10_test.npz'} is missing", root)
+    if _pair("cifar10", root, ("cifar10_train.npz", "cifar10_test.npz")):
         tr = load_npz(root / "cifar10_train.npz", {"x_train": (32, 32, 3), "y_train": (1,)})
         te = load_npz(root / "cifar10_test.npz", {"x_test": (32, 32, 3), "y_test": (1,)})
         xtr, ytr, xte, yte = tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
@@ -117,13 +130,10 @@ def load_femnist(data_dir: str | os.PathLike | None = None, download: bool = Tru
                  ) -> ImageDataset:
     """FEMNIST: 62 classes (digits, A-Z, a-z) with writer ids in `split.groups`."""
     root = resolve_data_dir(data_dir)
-    if root is not None and (root / "femnist_train.npz").exists():
+    if _pair("femnist", root, ("femnist_train.npz", "femnist_test.npz")):
         parts = []
         for split in ("train", "test"):
             path = root / f"femnist_{split}.npz"
-            if not path.exists():
-                raise _missing("femnist", "femnist_train.npz and femnist_test.npz",
-                               f"{path} is missing")
             a = load_npz(path, {"x": (28, 28), "y": (), "user": ()})
             users = np.asarray(a["user"]).astype(str)
             parts.append(_split(f"femnist {split}", a["x"], a["y"], 61, users))

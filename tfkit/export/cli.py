@@ -22,6 +22,7 @@ from tfkit.export.saved_model import (
     export_saved_model,
     image_input_shape,
     infer_kind,
+    keras_logits,
     signature_summary,
 )
 from tfkit.export.source import resolve_source
@@ -60,7 +61,7 @@ def saved_model_parity(model: Any, meta: dict, path: str | os.PathLike,
     for i in range(0, len(images), 256):
         batch = images[i:i + 256]
         got.append(serve(images=tf.constant(batch))["logits"].numpy())
-        want.append(model(batch.astype(np.float32) / 255.0, training=False).numpy())
+        want.append(keras_logits(model, meta, batch).numpy())
     got, want = np.concatenate(got), np.concatenate(want)
     result = {"max_abs_diff": float(np.max(np.abs(got - want))), "checked_on": what}
     if labels is not None:

@@ -30,16 +30,17 @@ from tfkit.backend import tf
 from tfkit.export.errors import ExportError
 
 __all__ = ["ImageClassifierModule", "LanguageModelModule", "check_export_target",
-           "export_saved_model",
-           "image_input_shape", "serving_module", "signature_summary"]
+           "classifier_outputs", "export_saved_model", "image_input_shape", "keras_logits",
+           "model_inputs", "serving_module", "signature_summary"]
 
 
 def image_input_shape(model: Any, meta: dict) -> tuple[int, int, int]:
-    """(H, W, C) an image model is exported at: its own input shape, or `meta["input_shape"]`
-    for a model that takes any size (ResNet, `ViT(resize_inputs=True)`)."""
+    """(H, W, C) an image model is exported at: its own input shape ((H, W, 1) for a grayscale
+    model whose input has no channel axis, e.g. `keras.Input((28, 28))`), or
+    `meta["input_shape"]` for a model that takes any size (ResNet, `ViT(resize_inputs=True)`)."""
     own = tuple(model.input_shape[1:])
-    if len(own) == 3 and None not in own:
-        return tuple(int(d) for d in own)
+    if len(own) in (2, 3) and None not in own:
+        return (*(int(d) for d in own), 1)[:3]
     shape = meta.get("input_shape")
     if not shape:
         raise ExportError(f"the model takes images of any size (input shape {list(own)}); add "
@@ -57,8 +58,57 @@ def _outputs_to_logits(outputs: tf.Tensor, outputs_kind: str) -> tf.Tensor:
     return outputs
 
 
+def _ends_in_softmax(model: Any) -> bool:
+    """Whether the model's last layer is a softmax (a `Softmax` layer or a softmax activation),
+    looking into a last layer that is itself a model."""
+    from tfkit.backend import keras
+
+    layers = getattr(model, "layers", None)
+    last = layers[-1] if layers else None
+    if isinstance(last, keras.Model):
+        return _ends_in_softmax(last)
+    activation = getattr(last, "activation", None)
+    # keras.activations.softmax, tf.nn.softmax (softmax_v2) and "softmax" all match by name
+    return isinstance(last, keras.layers.Softmax) or \
+        getattr(activation, "__name__", "").startswith("softmax")
+
+
+def classifier_outputs(model: Any, meta: dict) -> str:
+    """What an image classifier outputs: the meta's `"outputs"` ("logits" or
+    "probabilities"), else "probabilities" for a model whose last layer is a softmax."""
+    kind = meta.get("outputs")
+    if kind is None:
+        return "probabilities" if _ends_in_softmax(model) else "logits"
+    if kind not in ("logits", "probabilities"):
+        raise ExportError(f"meta \"outputs\" {kind!r} of an image classifier must be "
+                          "\"logits\" or \"probabilities\" (a model ending in softmax)")
+    return str(kind)
+
+
+def model_inputs(model: Any, pixels: tf.Tensor) -> tf.Tensor:
+    """uint8 0..255 `pixels` [batch, H, W, C] as `model` reads them: float32 [0, 1] (tfkit's
+    models), or the 0..255 pixels themselves for a model that scales them (its Input is uint8,
+    or its first layer is `Rescaling`: `tfkit.robustness.inputs.takes_pixels`); without the
+    channel axis for a model whose input has none."""
+    from tfkit.robustness.inputs import takes_pixels
+
+    if len(model.inputs[0].shape) == 3:  # [batch, H, W]: a grayscale model without channels
+        pixels = pixels[..., 0]
+    if takes_pixels(model):
+        return tf.cast(pixels, model.inputs[0].dtype)
+    return tf.cast(pixels, tf.float32) / 255.0
+
+
+def keras_logits(model: Any, meta: dict, pixels: Any) -> tf.Tensor:
+    """What the exported `serving_default` returns as `logits` for uint8 `pixels`, computed by
+    the Keras model itself (the reference of the export's parity check)."""
+    outputs = model(model_inputs(model, tf.convert_to_tensor(pixels)), training=False)
+    return _outputs_to_logits(outputs, classifier_outputs(model, meta))
+
+
 class ImageClassifierModule(tf.Module):
-    """Serves a Keras image classifier that takes float32 [0, 1] NHWC images.
+    """Serves a Keras image classifier that takes float32 [0, 1] NHWC images (or scales 0..255
+    pixels itself: a uint8 Input or a first `Rescaling` layer; see `model_inputs`).
 
     Signatures:
         serving_default: `images` uint8 [batch, H, W, C] (exactly the model's size) →
@@ -70,13 +120,16 @@ class ImageClassifierModule(tf.Module):
     Args:
         model: the Keras classifier; its input shape fixes H, W, C.
         class_names: one name per class ("" entries allowed), or empty for no `labels` output.
-        outputs_kind: "logits" (tfkit's models) or "probabilities" (a model ending in softmax).
+        outputs_kind: "logits" (tfkit's models) or "probabilities" (a model ending in softmax);
+            None: "probabilities" when the model's last layer is a softmax.
         input_shape: (H, W, C) for a model that takes any size (None = the model's own).
     """
 
     def __init__(self, model: Any, class_names: tuple[str, ...] = (),
-                 outputs_kind: str = "logits", input_shape: tuple[int, int, int] | None = None):
+                 outputs_kind: str | None = None,
+                 input_shape: tuple[int, int, int] | None = None):
         super().__init__(name="image_classifier")
+        outputs_kind = classifier_outputs(model, {"outputs": outputs_kind} if outputs_kind else {})
         meta = {"input_shape": list(input_shape)} if input_shape else {}
         height, width, channels = image_input_shape(model, meta)
         # Track the weights, not the Keras model: the SavedModel then loads without Keras.
@@ -84,7 +137,7 @@ class ImageClassifierModule(tf.Module):
         names = tf.constant(list(class_names) or [""], tf.string)
 
         def predict(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-            x = tf.cast(pixels, tf.float32) / 255.0  # uint8 0..255 -> the model's [0, 1]
+            x = model_inputs(model, pixels)  # uint8 0..255 -> [0, 1], or pixels (Rescaling)
             logits = _outputs_to_logits(model(x, training=False), outputs_kind)
             classes = tf.argmax(logits, axis=-1)
             out = {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
@@ -250,7 +303,7 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
     kind = infer_kind(model, meta)
     if kind == "image_classifier":
         return ImageClassifierModule(model, tuple(meta.get("class_names") or ()),
-                                     meta.get("outputs", "logits"),
+                                     classifier_outputs(model, meta),
                                      image_input_shape(model, meta))
     if kind == "language_model":
         length = meta.get("sequence_length") or getattr(model, "sequence_length", None)
