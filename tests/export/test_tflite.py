@@ -128,3 +128,30 @@ def test_full_integer_int8_rewrites_every_top_k_of_a_users_model():
     # k above the MLP width is the identity in Keras, and converts
     flat = convert(wide_k, "int8", calibration=x)
     assert TFLiteModel(flat).predict(x[:4]).shape == (4, 5, 3)
+
+
+def test_parity_feeds_a_model_that_scales_its_own_pixels_the_pixels(tmp_path):
+    """A user's model with a first Rescaling layer reads 0..255: the parity report (Keras
+    accuracy, int8 calibration) must give it pixels, not [0, 1] images."""
+    from tfkit.backend import keras, set_seed
+    from tfkit.export.data import ImageSlices, fit_images
+    from tfkit.export.parity import tflite_parity
+
+    set_seed(0)
+    digits = load("digits")
+    x, y = fit_images(digits.train.x, (8, 8, 1)), digits.train.y
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(keras.optimizers.Adam(3e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x.astype("float32"), y, epochs=20, batch_size=64, verbose=0)
+    test_x = fit_images(digits.test.x, (8, 8, 1))
+    want = float(np.mean(model.predict(test_x.astype("float32"), verbose=0).argmax(-1)
+                         == digits.test.y))
+    assert want > 0.8
+    slices = ImageSlices("digits", test_x, digits.test.y, x[:64])
+    report = tflite_parity(model, slices, tmp_path, "pixels", variants=("float32", "int8"),
+                           log=lambda line: None)
+    assert report["keras"]["accuracy"] == pytest.approx(want)
+    assert report["variants"]["float32"]["accuracy"] == pytest.approx(want)
+    assert report["variants"]["int8"]["accuracy"] > want - 0.05  # calibrated on pixels

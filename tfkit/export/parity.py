@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from tfkit.backend import tf
 from tfkit.export.data import ImageSlices
+from tfkit.export.saved_model import model_inputs
 from tfkit.export.tflite import VARIANTS, TFLiteModel, convert
 from tfkit.runs import atomic_write_text, markdown_table, write_json
 
@@ -40,8 +42,10 @@ def tflite_parity(model: Any, slices: ImageSlices, out: str | os.PathLike, name:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    test_x = slices.test_x.astype(np.float32) / 255.0  # the model's [0, 1] domain
-    calibration = slices.calibration.astype(np.float32) / 255.0
+    # the pixels as the model reads them: [0, 1] floats, or 0..255 for a model that scales
+    # them itself (as the SavedModel serves it); int8 calibration in the same domain
+    test_x = model_inputs(model, tf.constant(slices.test_x)).numpy()
+    calibration = model_inputs(model, tf.constant(slices.calibration)).numpy()
     keras_logits = np.asarray(model.predict(test_x, batch_size=256, verbose=0))
     report = {"dataset": slices.dataset, "examples": int(len(test_x)),
               "keras": {"accuracy": _accuracy(keras_logits, slices.test_y)}, "variants": {}}
