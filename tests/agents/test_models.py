@@ -245,3 +245,15 @@ def test_keras_nlp_adapter_scores_after_the_start_token_as_it_generates():
     assert np.isfinite(lm.score([""], ["airplane"])[0])
     [[empty]] = lm.generate([""], temperature=1.0, max_new_tokens=3, seed=2)
     assert np.isfinite(empty.logprob)
+
+
+def test_keras_nlp_adapter_reads_the_start_token_off_generate_preprocess():
+    """keras-nlp 0.8.2's generate_preprocess adds the start token even when the preprocessor
+    says add_start_token=False: scoring follows what generation does, not the flag."""
+    keras_nlp = pytest.importorskip("keras_nlp")
+    lm, _ = _toy_gpt2(keras_nlp)
+    lm.causal_lm.preprocessor.add_start_token = False
+    packed = lm.causal_lm.preprocessor.generate_preprocess([""], sequence_length=4)
+    assert packed["token_ids"].numpy()[0, 0] == 6  # still there
+    assert lm._start_ids() == [6]
+    assert np.isfinite(lm.score([""], ["airplane"])[0])

@@ -153,8 +153,9 @@ def test_keras_nlp_adapter_keeps_the_end_of_a_prompt_longer_than_the_model():
     prompt = "airplane at" + " at" * 40  # 43 tokens: an XLA slice error before
     [[s]] = lm.generate([prompt], temperature=1.0, max_new_tokens=4, seed=1)
     assert len(tokenizer(s.text)) <= 4
-    kept = lm._keep_end("airplane" + " at" * 40, 28)
-    assert kept == " at" * 28  # the end, not the start ("airplane" is cut)
+    long = "airplane" + " at" * 40
+    kept, ids = lm._keep_end_ids(long, lm._ids(long), 28)
+    assert kept == " at" * 28 and ids == lm._ids(kept)  # the end ("airplane" is cut)
     assert lm.score([prompt], ["plane"])[0] < 0
     with pytest.raises(TfkitError, match="leaves no room for a prompt"):
         lm.generate(["air"], max_new_tokens=31)

@@ -263,3 +263,21 @@ def test_a_grayscale_model_without_a_channel_axis_exports(tmp_path):
     serve = tf.saved_model.load(str(out)).signatures["serving_default"]
     served = serve(images=tf.constant(pixels[..., None]))["logits"].numpy()
     np.testing.assert_allclose(served, model(pixels / 255.0).numpy(), atol=1e-5)
+
+
+def test_a_first_rescaling_that_maps_unit_images_is_not_a_pixel_model():
+    """Rescaling(2, offset=-1) reads [0, 1] images (-> [-1, 1]); only a pixel-sized scale
+    (1/255, 1/127.5) marks a model that reads 0..255."""
+    from tfkit.backend import keras, tf
+    from tfkit.model_io import model_inputs, takes_pixels
+
+    def model(scale, offset=0.0):
+        return keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Rescaling(scale, offset),
+                                 keras.layers.Flatten(), keras.layers.Dense(2)])
+
+    pixels = tf.constant(np.full((1, 2, 2, 1), 255, np.uint8))
+    assert not takes_pixels(model(2.0, -1.0))
+    assert float(tf.reduce_max(model_inputs(model(2.0, -1.0), pixels))) == 1.0
+    for scale, offset in ((1 / 255, 0.0), (1 / 127.5, -1.0)):
+        assert takes_pixels(model(scale, offset))
+        assert float(tf.reduce_max(model_inputs(model(scale, offset), pixels))) == 255.0

@@ -125,9 +125,28 @@ def test_full_integer_int8_rewrites_every_top_k_of_a_users_model():
     # the exact-k SCATTER_ND mask quantizes badly (mean error ~0.06 here vs ~0.008)
     error = np.abs(TFLiteModel(convert(bare, "int8", calibration=x)).predict(x) - bare(x))
     assert float(np.mean(error)) < 0.03
-    # k above the MLP width is the identity in Keras, and converts
-    flat = convert(wide_k, "int8", calibration=x)
-    assert TFLiteModel(flat).predict(x[:4]).shape == (4, 5, 3)
+    # k above the MLP width is the identity in Keras, and converts to the same function
+    flat = TFLiteModel(convert(wide_k, "int8", calibration=x))
+    assert float(np.mean(np.abs(flat.predict(x) - wide_k(x)))) < 0.03
+
+
+def test_int8_of_a_subclassed_model_with_top_k_is_a_clear_error():
+    from tfkit.backend import keras
+    from tfkit.export import ExportError, integer_friendly
+    from tfkit.layers import TopKActivation
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense, self.top_k = keras.layers.Dense(8), TopKActivation(2)
+
+        def call(self, x):
+            return self.top_k(self.dense(x))
+
+    model = Sub()
+    model(np.zeros((1, 4), np.float32))
+    with pytest.raises(ExportError, match="subclassed.*functional or Sequential"):
+        integer_friendly(model)
 
 
 def test_parity_feeds_a_model_that_scales_its_own_pixels_the_pixels(tmp_path):

@@ -100,5 +100,10 @@ def test_top_k_refuses_a_k_that_is_not_a_whole_number(k):
     with pytest.raises(ValueError, match="TopKActivation needs a whole number k >= 1"):
         TopKActivation(k)
     if k is not None:  # FeedForward(top_k=None) is the dense MLP
-        with pytest.raises(ValueError, match="whole number"):
+        with pytest.raises(ValueError, match="FeedForward needs a whole number top_k"):
             FeedForward(8, top_k=k)  # at construction, not truncated to int(k)
+
+
+def test_top_k_takes_whole_numbers_of_any_numeric_type():
+    for k in (3, 3.0, np.int64(3), np.float32(3.0)):
+        assert TopKActivation(k).k == 3 and FeedForward(8, top_k=k).top_k == 3

@@ -156,6 +156,10 @@ def test_text_longer_than_the_gpt2_position_table_is_a_clear_error(positions, fi
     assert prompted(tf.ones([1, fits], tf.int32)).shape == (1, fits, 60)
     with pytest.raises(ValueError, match=f"{fits + 1} tokens.*{fits} positions for text"):
         prompted(tf.ones([1, fits + 1], tf.int32))
+    ids = tf.ones([2, fits], tf.int32)  # a dict of token ids, as the functional call took
+    np.testing.assert_array_equal(prompted({"token_ids": ids}), prompted(ids))
+    with pytest.raises(ValueError, match=f"{fits + 1} tokens"):
+        prompted({"token_ids": tf.ones([1, fits + 1], tf.int32)})
     step = tf.function(lambda ids: prompted(ids), input_signature=[
         tf.TensorSpec([None, None], tf.int32)])  # length unknown when traced
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{fits} positions for text"):

@@ -110,6 +110,14 @@ def test_run_checks_every_suite_before_running_any(monkeypatch):
     monkeypatch.setitem(registry.SUITES, "mine", ("mine",))
     monkeypatch.setitem(registry.CHECKS, "mine", lambda m, d: checked.append(m))
     assert registry.run(fn, (x, y), ["mine"]) == {"mine/x": 1.0} and checked == [fn]
+    # replacing a built-in evaluator drops its check (a predict_fn may now run "layers")
+    monkeypatch.setitem(registry.EVALUATORS, "layers", registry.EVALUATORS["layers"])
+    monkeypatch.setitem(registry.CHECKS, "layers", registry.CHECKS["layers"])
+    monkeypatch.setitem(registry.CHECKS, "cka", registry.CHECKS["cka"])
+    monkeypatch.setitem(registry.EVALUATORS, "cka", registry.EVALUATORS["cka"])
+    registry.register("layers")(lambda m, d: iter([("layers/mine", 2.0)]))
+    registry.register("cka")(lambda m, d: iter([]))
+    assert registry.run(fn, (x, y), ["layers"]) == {"layers/mine": 2.0}
 
 
 def test_eval_command_refuses_a_text_dataset_before_loading_it(monkeypatch, tmp_path):

@@ -194,6 +194,10 @@ def test_a_mixed_precision_model_is_a_clear_error_not_a_converter_dump():
         keras.mixed_precision.set_global_policy("float32")
     with pytest.raises(ValueError, match="float16.*set_global_policy\\('float32'\\)"):
         to_tflite(half, batch_size=1)
+    from tfkit.export import ExportError, convert
+
+    with pytest.raises(ExportError, match="float16"):  # `tfkit export tflite`'s path too
+        convert(half, "float32")
     full = _mlp_model()  # the documented way out: same weights under float32
     full.set_weights(half.get_weights())
     x = np.random.default_rng(0).random((2, 5, 8)).astype("float32")

@@ -144,6 +144,7 @@ class KerasNLPLM:
 
     def __init__(self, causal_lm: Any):
         self.causal_lm = causal_lm
+        self._start: list[int] | None = None  # the ids generate puts before a prompt
         self._greedy = False  # compiled with a GreedySampler (kept: compiling drops generate's
         # traced function; a RandomSampler is rebuilt per call so a seed repeats its samples)
 
@@ -200,16 +201,14 @@ class KerasNLPLM:
         return getattr(self.causal_lm.backbone, "max_sequence_length", None)
 
     def _start_ids(self) -> list[int]:
-        """The token the preprocessor puts before a prompt when generating (GPT-2's
-        <|endoftext|>), which scoring conditions on too; [] if it adds none."""
-        preprocessor = self.causal_lm.preprocessor
-        token = getattr(preprocessor.tokenizer, "start_token_id", None)
-        add = getattr(preprocessor, "add_start_token", False)
-        return [int(token)] if add and token is not None else []
-
-    def _keep_end(self, prompt: str, room: int) -> str:
-        """`prompt`, cut from the left to its last `room` tokens when longer."""
-        return self._keep_end_ids(prompt, self._ids(prompt), room)[0]
+        """The ids the preprocessor puts before a prompt when generating (GPT-2's
+        <|endoftext|>; keras-nlp adds it even with `add_start_token=False`), which scoring
+        conditions on too; [] if it adds none. Read off `generate_preprocess` once."""
+        if self._start is None:
+            packed = self.causal_lm.preprocessor.generate_preprocess([""], sequence_length=4)
+            ids, mask = packed["token_ids"].numpy()[0], packed["padding_mask"].numpy()[0]
+            self._start = [int(i) for i in ids[mask.astype(bool)]]
+        return self._start
 
     def _keep_end_ids(self, prompt: str, ids: list[int], room: int) -> tuple[str, list[int]]:
         """(`prompt` cut to its last `room` tokens when longer, its token ids) from its `ids`."""

@@ -17,8 +17,8 @@ import numpy as np
 
 from tfkit.backend import tf
 from tfkit.export.data import ImageSlices
-from tfkit.export.saved_model import model_inputs
 from tfkit.export.tflite import VARIANTS, TFLiteModel, convert
+from tfkit.model_io import model_inputs
 from tfkit.runs import atomic_write_text, markdown_table, write_json
 
 __all__ = ["tflite_parity", "check_targets", "parity_markdown", "write_parity", "TARGETS"]

@@ -28,10 +28,11 @@ from typing import Any
 
 from tfkit.backend import tf
 from tfkit.export.errors import ExportError
+from tfkit.model_io import ends_in_softmax, model_inputs
 
 __all__ = ["ImageClassifierModule", "LanguageModelModule", "check_export_target",
            "classifier_outputs", "export_saved_model", "image_input_shape", "keras_logits",
-           "model_inputs", "serving_module", "signature_summary"]
+           "serving_module", "signature_summary"]
 
 
 def image_input_shape(model: Any, meta: dict) -> tuple[int, int, int]:
@@ -58,45 +59,16 @@ def _outputs_to_logits(outputs: tf.Tensor, outputs_kind: str) -> tf.Tensor:
     return outputs
 
 
-def _ends_in_softmax(model: Any) -> bool:
-    """Whether the model's last layer is a softmax (a `Softmax` layer or a softmax activation),
-    looking into a last layer that is itself a model."""
-    from tfkit.backend import keras
-
-    layers = getattr(model, "layers", None)
-    last = layers[-1] if layers else None
-    if isinstance(last, keras.Model):
-        return _ends_in_softmax(last)
-    activation = getattr(last, "activation", None)
-    # keras.activations.softmax, tf.nn.softmax (softmax_v2) and "softmax" all match by name
-    return isinstance(last, keras.layers.Softmax) or \
-        getattr(activation, "__name__", "").startswith("softmax")
-
-
 def classifier_outputs(model: Any, meta: dict) -> str:
     """What an image classifier outputs: the meta's `"outputs"` ("logits" or
     "probabilities"), else "probabilities" for a model whose last layer is a softmax."""
     kind = meta.get("outputs")
     if kind is None:
-        return "probabilities" if _ends_in_softmax(model) else "logits"
+        return "probabilities" if ends_in_softmax(model) else "logits"
     if kind not in ("logits", "probabilities"):
         raise ExportError(f"meta \"outputs\" {kind!r} of an image classifier must be "
                           "\"logits\" or \"probabilities\" (a model ending in softmax)")
     return str(kind)
-
-
-def model_inputs(model: Any, pixels: tf.Tensor) -> tf.Tensor:
-    """uint8 0..255 `pixels` [batch, H, W, C] as `model` reads them: float32 [0, 1] (tfkit's
-    models), or the 0..255 pixels themselves for a model that scales them (its Input is uint8,
-    or its first layer is `Rescaling`: `tfkit.robustness.inputs.takes_pixels`); without the
-    channel axis for a model whose input has none."""
-    from tfkit.robustness.inputs import takes_pixels
-
-    if len(model.inputs[0].shape) == 3:  # [batch, H, W]: a grayscale model without channels
-        pixels = pixels[..., 0]
-    if takes_pixels(model):
-        return tf.cast(pixels, model.inputs[0].dtype)
-    return tf.cast(pixels, tf.float32) / 255.0
 
 
 def keras_logits(model: Any, meta: dict, pixels: Any) -> tf.Tensor:
@@ -108,7 +80,7 @@ def keras_logits(model: Any, meta: dict, pixels: Any) -> tf.Tensor:
 
 class ImageClassifierModule(tf.Module):
     """Serves a Keras image classifier that takes float32 [0, 1] NHWC images (or scales 0..255
-    pixels itself: a uint8 Input or a first `Rescaling` layer; see `model_inputs`).
+    pixels itself: a uint8 Input or a first pixel `Rescaling`; see `tfkit.model_io`).
 
     Signatures:
         serving_default: `images` uint8 [batch, H, W, C] (exactly the model's size) →
@@ -137,7 +109,7 @@ class ImageClassifierModule(tf.Module):
         names = tf.constant(list(class_names) or [""], tf.string)
 
         def predict(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-            x = model_inputs(model, pixels)  # uint8 0..255 -> [0, 1], or pixels (Rescaling)
+            x = model_inputs(model, pixels)  # uint8 0..255 -> [0, 1], or pixels (tfkit.model_io)
             logits = _outputs_to_logits(model(x, training=False), outputs_kind)
             classes = tf.argmax(logits, axis=-1)
             out = {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),

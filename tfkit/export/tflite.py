@@ -36,8 +36,8 @@ import numpy as np
 
 from tfkit.export.errors import ExportError, TFLiteModelError
 
-__all__ = ["VARIANTS", "convert", "integer_friendly", "TFLiteModel", "interpreter_class",
-           "make_interpreter"]
+__all__ = ["VARIANTS", "check_float32", "clone_with", "convert", "integer_friendly",
+           "TFLiteModel", "interpreter_class", "make_interpreter"]
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 
@@ -70,10 +70,9 @@ def integer_friendly(model: Any) -> Any:
     accuracy collapsing to chance), and a float mask has no int8 kernel to trust. The copy
     keeps entries >= the k-th largest value instead: the same output except that ties at the
     k-th value all survive. Both the Top-k of `FeedForward` layers (also inside blocks) and
-    `TopKActivation` layers of a functional or Sequential model are rewritten. Models without
-    Top-k are returned unchanged.
+    the top-level `TopKActivation` layers of a functional or Sequential model are rewritten
+    (not those nested in an inner model). Models without Top-k are returned unchanged.
     """
-    from tfkit.backend import keras
     from tfkit.layers import TopKActivation
 
     holders = [m for m in model.submodules if getattr(m, "top_k_layer", None) is not None]
@@ -82,22 +81,53 @@ def integer_friendly(model: Any) -> Any:
         return model
     threshold_top_k = _threshold_top_k_class()
     if bare:  # a user's Sequential / functional model with TopKActivation layers of its own
-        def clone(layer: Any) -> Any:
-            if isinstance(layer, TopKActivation):
-                return threshold_top_k(layer.k, name=layer.name)
-            return layer.__class__.from_config(layer.get_config())
-
-        copy = keras.models.clone_model(model, clone_function=clone)
+        copy = clone_with(model, lambda layer: threshold_top_k
+                          if isinstance(layer, TopKActivation) else None)
     else:
+        from tfkit.backend import keras
+
         try:
             copy = model.__class__.from_config(model.get_config())
         except (TypeError, ValueError, NotImplementedError):
             copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+        copy.set_weights(model.get_weights())
     for layer in copy.submodules:
         if getattr(layer, "top_k_layer", None) is not None:
             layer.top_k_layer = threshold_top_k(layer.top_k_layer.k, name="top_k")
     return copy
+
+
+def clone_with(model: Any, swap: Callable[[Any], type | None]) -> Any:
+    """A weight-equal clone of a functional or Sequential `model` whose layers are rebuilt from
+    their configs, each as the class `swap(layer)` returns (None: its own class); an
+    ExportError for a subclassed model, which has no graph of layers to clone."""
+    from tfkit.backend import keras
+
+    def clone(layer: Any) -> Any:
+        return (swap(layer) or layer.__class__).from_config(layer.get_config())
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+    except ValueError as e:  # "only supported for Sequential models or Functional models"
+        raise ExportError(f"{type(model).__name__} {model.name!r} is subclassed; this copy "
+                          "needs a functional or Sequential model (keras.Model(inputs, "
+                          f"outputs)): build it functionally ({str(e).splitlines()[0]})"
+                          ) from None
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def check_float32(model: Any) -> None:
+    """An ExportError unless `model` computes in float32: TFLite converts float32 graphs (a
+    mixed-precision model's float16 MatMul / BiasAdd / TopKV2 have no builtins)."""
+    half = sorted({layer.compute_dtype for layer in model.submodules
+                   if hasattr(layer, "compute_dtype")
+                   and layer.compute_dtype in ("float16", "bfloat16")})
+    if half:
+        raise ExportError(f"model {model.name!r} computes in {', '.join(half)} (a mixed "
+                          "precision policy); TFLite converts float32 graphs: rebuild the model "
+                          "under keras.mixed_precision.set_global_policy('float32'), copy the "
+                          "weights with set_weights(model.get_weights()) and convert that")
 
 
 def _fixed_size(model: Any, input_shape: tuple[int, ...] | None) -> Any:
@@ -123,6 +153,7 @@ def convert(model: Any, variant: str, calibration: np.ndarray | None = None,
 
     if variant not in VARIANTS:
         raise ExportError(f"unknown TFLite variant {variant!r}; choose from {VARIANTS}")
+    check_float32(model)
     if variant == "int8":
         model = integer_friendly(model)
     model = _fixed_size(model, input_shape)

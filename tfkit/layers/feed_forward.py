@@ -33,7 +33,7 @@ class FeedForward(keras.layers.Layer):
         super().__init__(**kwargs)
         self.intermediate_dim = int(intermediate_dim)
         self.activation = activation
-        self.top_k = None if top_k is None else whole_k(top_k)  # 2.5 is an error, not 2
+        self.top_k = None if top_k is None else whole_k(top_k, "FeedForward", "top_k")  # 2.5: error
         self.dropout = float(dropout)
         self.kernel_initializer = kernel_initializer
         self.supports_masking = True

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
+import numbers
+from typing import Any
 
 from tfkit.backend import keras, tf
 
 __all__ = ["TopKActivation"]
 
 
-def whole_k(k) -> int:
-    """`k` as an int; a ValueError for anything but a whole number >= 1 (2.5, "2", None, 0)."""
-    whole = isinstance(k, (int, np.integer)) or (isinstance(k, float) and k.is_integer())
-    if isinstance(k, bool) or not whole or k < 1:
-        raise ValueError(f"TopKActivation needs a whole number k >= 1, got k={k!r}")
+def whole_k(k: Any, owner: str = "TopKActivation", arg: str = "k") -> int:
+    """`k` as an int; a ValueError naming `owner` for anything but a whole number >= 1 (2.5,
+    "2", None, 0, True); numpy numbers and whole floats (4.0) are taken."""
+    whole = isinstance(k, numbers.Real) and not isinstance(k, bool) and float(k).is_integer()
+    if not whole or k < 1:
+        raise ValueError(f"{owner} needs a whole number {arg} >= 1, got {arg}={k!r}")
     return int(k)
 
 

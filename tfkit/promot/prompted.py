@@ -15,7 +15,7 @@ Supported LMs: `tfkit.models.DecoderLM`, and keras-nlp GPT-2 style backbones (`G
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
@@ -146,8 +146,11 @@ class PromptedLM(keras.Model):
         """The logits; text longer than the LM's positions (see `text_positions`) raises a
         ValueError (an InvalidArgumentError where the length is only known when run)."""
         capacity = text_positions(self)
-        if capacity is not None:
-            length = inputs.shape[1] if inputs.shape.rank == 2 else None
+        named = isinstance(inputs, Mapping)  # {"token_ids": ...}, as DecoderLM also takes
+        ids = inputs.get("token_ids") if named else inputs
+        if capacity is not None and ids is not None:
+            ids = tf.convert_to_tensor(ids)
+            length = ids.shape[1] if ids.shape.rank == 2 else None
             message = (f"{self.name}: the token ids have {{}} tokens, but {self.lm.name!r} has "
                        f"{capacity} positions for text (its position table, less a 'shifted' "
                        "prompt's length): use shorter inputs or a model with more positions")
@@ -156,9 +159,10 @@ class PromptedLM(keras.Model):
                     raise ValueError(message.format(length))
             else:
                 check = tf.debugging.assert_less_equal(
-                    tf.shape(inputs)[1], capacity, message=message.format("more"))
+                    tf.shape(ids)[1], capacity, message=message.format("more"))
                 with tf.control_dependencies([check]):
-                    inputs = tf.identity(inputs)
+                    ids = tf.identity(ids)
+            inputs = {**inputs, "token_ids": ids} if named else ids
         return super().call(inputs, training=training, mask=mask)
 
     def get_config(self) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 
 from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
+from tfkit.model_io import takes_pixels, to_uint8_pixels, uint8_input  # re-exported
 
 __all__ = ["EvaluationInputError", "as_predict_fn", "as_dataset", "as_logits", "check_input_shape",
            "probability_tolerance", "takes_pixels", "to_uint8_pixels", "prepare", "BATCH_SIZE"]
@@ -94,30 +95,9 @@ class _LogitsReader:
         return as_logits(outputs, self.probabilities)
 
 
-def _uint8_input(model: Any) -> bool:
-    inputs = getattr(model, "inputs", None) or []
-    return len(inputs) == 1 and inputs[0].dtype == tf.uint8
-
-
-def to_uint8_pixels(x: tf.Tensor) -> tf.Tensor:
-    """Float [0, 1] images as uint8 0..255 pixels (rounded, saturated)."""
-    return tf.saturate_cast(tf.round(x * 255.0), tf.uint8)
-
-
-def takes_pixels(model: Any) -> bool:
-    """Whether `model` is a Keras model that scales 0..255 pixels itself: its Input is uint8,
-    or its first layer after the Input is `keras.layers.Rescaling`."""
-    if not isinstance(model, keras.Model):
-        return False
-    if _uint8_input(model):
-        return True
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    return bool(layers) and isinstance(layers[0], keras.layers.Rescaling)
-
-
 def _to_pixels(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
     """[0, 1] images as the 0..255 pixels a `takes_pixels` model reads."""
-    return to_uint8_pixels(x) if _uint8_input(model) else x * 255.0
+    return to_uint8_pixels(x) if uint8_input(model) else x * 255.0
 
 
 def as_predict_fn(model: keras.Model | PredictFn, pixels: bool = False) -> PredictFn:
@@ -220,5 +200,5 @@ def prepare(model: keras.Model | PredictFn, data: Any) -> tuple[PredictFn, tf.da
     Input is uint8 (cast as they are, they would all be 0 or 1)."""
     ds = as_dataset(data)
     check_input_shape(model, ds.element_spec[0].shape[1:])
-    pixels = takes_pixels(model) and (_uint8_images(data) or _uint8_input(model))
+    pixels = takes_pixels(model) and (_uint8_images(data) or uint8_input(model))
     return as_predict_fn(model, pixels=pixels), ds

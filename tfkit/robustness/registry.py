@@ -71,6 +71,8 @@ def register(name: str, check: Check | None = None) -> Callable[[Evaluator], Eva
         SUITES.setdefault(name, (name,))
         if check is not None:
             CHECKS[name] = check
+        else:  # a new evaluator under a built-in name is not held to the old one's check
+            CHECKS.pop(name, None)
         return fn
     return wrap
 

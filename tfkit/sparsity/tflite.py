@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from tfkit.backend import keras, tf
-from tfkit.export.tflite import TFLiteModel
+from tfkit.export.tflite import TFLiteModel, check_float32, clone_with
 from tfkit.layers import FeedForward
 
 __all__ = ["GatheredFeedForward", "gathered_top_k", "to_tflite", "predict_tflite", "max_abs_diff",
@@ -65,24 +65,6 @@ def _copy_model(model: keras.Model) -> keras.Model:
     return copy
 
 
-def _clone_with_gathered(model: keras.Model) -> keras.Model:
-    """A weight-equal clone of a functional / Sequential model whose top-level Top-k
-    FeedForward layers are GatheredFeedForward (same config, same weights)."""
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        cls = (GatheredFeedForward if type(layer) is FeedForward and layer.top_k is not None
-               else layer.__class__)
-        return cls.from_config(layer.get_config())
-
-    try:
-        copy = keras.models.clone_model(model, clone_function=clone)
-    except ValueError as e:  # a subclassed model: no graph of layers to clone
-        raise ValueError(f"gathered_top_k copies functional models (tfkit's ViT, DecoderLM, "
-                         f"or keras.Model(inputs, outputs)); {type(model).__name__}: {e}"
-                         ) from None
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def gathered_top_k(model: keras.Model) -> keras.Model:
     """A copy of `model` whose Top-k FeedForwards use `GatheredFeedForward` (same outputs):
     FeedForwards nested in blocks (tfkit's ViT, DecoderLM) and FeedForward layers of a
@@ -92,7 +74,8 @@ def gathered_top_k(model: keras.Model) -> keras.Model:
     top_level = [layer for layer in getattr(model, "layers", [])
                  if type(layer) is FeedForward and layer.top_k is not None]
     if top_level:  # a user's functional / Sequential model built on FeedForward layers
-        copy = _clone_with_gathered(model)
+        copy = clone_with(model, lambda layer: GatheredFeedForward if type(layer) is FeedForward
+                          and layer.top_k is not None else None)
     else:
         copy = _copy_model(model)
     for owner_name, ff in feed_forward_layers(copy):
@@ -141,17 +124,11 @@ def to_tflite(model: keras.Model, int8: bool = False, sparse_weights: bool = Fal
             keeps the batch dynamic.
 
     Raises:
-        ValueError: the model computes in float16/bfloat16 (mixed precision; TFLite converts
-            float32 graphs), or `batch_size` is given for a model without one known input.
+        ExportError (a ValueError): the model computes in float16/bfloat16 (mixed precision;
+            TFLite converts float32 graphs).
+        ValueError: `batch_size` is given for a model without one known input.
     """
-    half = sorted({layer.compute_dtype for layer in model.submodules
-                   if isinstance(layer, keras.layers.Layer)
-                   and layer.compute_dtype in ("float16", "bfloat16")})
-    if half:  # TFLite has no float16 MatMul / BiasAdd / TopKV2 builtins
-        raise ValueError(f"model {model.name!r} computes in {', '.join(half)} (a mixed "
-                         "precision policy); TFLite converts float32 graphs: rebuild the model "
-                         "under keras.mixed_precision.set_global_policy('float32'), copy the "
-                         "weights with set_weights(model.get_weights()) and convert that")
+    check_float32(model)
     if batch_size is None:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
     else:
