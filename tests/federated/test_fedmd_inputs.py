@@ -3,6 +3,8 @@ tracebacks or silently wrong numbers."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,39 @@ def test_party_rejects_models_it_cannot_use():
     assert Party("p", built, X, Y).num_classes == 10
 
 
+def test_party_rejects_models_that_are_not_one_image_input_to_one_logits_output():
+    inputs = keras.Input((16, 16))
+    flat = keras.layers.Flatten()(inputs)
+    logits = keras.layers.Dense(10)(flat)
+    with pytest.raises(ValueError, match="softmax"):  # a TF-op layer: was accepted
+        Party("p", keras.Model(inputs, tf.nn.softmax(logits)), X, Y)
+    with pytest.raises(ValueError, match="softmax"):
+        Party("p", keras.Model(inputs, keras.layers.Lambda(tf.nn.softmax)(logits)), X, Y)
+    other = keras.Input((16, 16))  # was a TypeError from tf.TensorSpec
+    two_in = keras.Model([inputs, other], keras.layers.Dense(10)(
+        keras.layers.Concatenate()([flat, keras.layers.Flatten()(other)])))
+    with pytest.raises(ValueError, match="takes 2 inputs"):
+        Party("p", two_in, X, Y)
+    with pytest.raises(ValueError, match=r"one \[batch, classes\] tensor"):  # was KeyError: -1
+        Party("p", keras.Model(inputs, {"logits": logits}), X, Y)
+    with pytest.raises(ValueError, match=r"one \[batch, classes\] tensor"):  # was a TypeError
+        Party("p", keras.Model(inputs, [logits, keras.layers.Dense(3)(flat)]), X, Y)
+    per_row = keras.Sequential([keras.Input((16, 16)), keras.layers.Dense(10)])  # (N, 16, 10)
+    with pytest.raises(ValueError, match=r"outputs shape \(None, 16, 10\).*Flatten"):
+        Party("p", per_row, X, Y)  # was an InvalidArgumentError deep in training
+    assert Party("p", keras.Model([inputs], logits), X, Y).num_classes == 10  # [input] is fine
+
+
+def test_party_takes_a_model_that_computes_in_another_float_type():
+    model = keras.Sequential([keras.Input((16, 16)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, dtype="float64",
+                                                 kernel_regularizer="l2")])
+    party = Party("p", model, X.astype(np.float64), Y)  # was a float32/float64 TypeError
+    assert np.isfinite(party.train_private(1))
+    assert party.logits(X).dtype == np.float32
+    assert np.isfinite(party.digest(X, party.logits(X)))
+
+
 def test_party_checks_labels_shapes_and_empty_data():
     party = Party("p", _mlp(5), X, Y)
     with pytest.raises(ValueError, match=r"labels 0\.\.9.*outputs 5 class scores"):
@@ -75,6 +110,13 @@ def test_party_checks_labels_shapes_and_empty_data():
         Party("p", _mlp(), X, np.eye(10)[Y])  # one-hot labels
     with pytest.raises(ValueError, match=r"shape \(10, 8, 8\).*\(N, 16, 16\)"):
         Party("p", _mlp(), RNG.random((10, 8, 8)), Y)
+    with pytest.raises(ValueError, match="integer class labels"):  # was truncated to 5
+        Party("p", _mlp(), X, Y + 0.5)
+    assert Party("p", _mlp(), X, Y.astype(np.float32)).y_private.dtype == np.int64
+    with pytest.raises(ValueError, match="dtype int64: give uint8"):  # was used unscaled beside
+        Party("p", _mlp(), (X * 255).astype(np.int64), Y)  # scaled uint8 images
+    with pytest.raises(ValueError, match="dtype int64"):
+        party.logits((X * 255).astype(np.int64))
     with pytest.raises(ValueError, match="consensus has shape"):
         party.digest(X, np.zeros((10, 3), np.float32))
     assert party.logits(X[:0]).shape == (0, 5)
@@ -86,6 +128,25 @@ def test_empty_client_gives_empty_arrays():
     assert x.shape == (0, 16, 16) and y.shape == (0,) and y.dtype == np.int64
 
 
+def test_client_arrays_reads_a_users_own_client_data():
+    import collections
+
+    import tensorflow_federated as tff
+
+    pairs = tff.simulation.datasets.ClientData.from_clients_and_tf_fn(
+        ["a"], lambda cid: tf.data.Dataset.from_tensor_slices((X, Y)))
+    x, y = client_arrays(pairs, "a")  # was a TypeError (tuple indices must be integers)
+    np.testing.assert_array_equal(x, X)
+    np.testing.assert_array_equal(y, Y)
+    named = tff.simulation.datasets.TestClientData(
+        {"a": collections.OrderedDict(pixels=X, label=Y)})
+    with pytest.raises(ValueError, match=r"\['pixels', 'label'\].*x_key"):  # was KeyError: 'x'
+        client_arrays(named, "a")
+    np.testing.assert_array_equal(client_arrays(named, "a", x_key="pixels", y_key="label")[1], Y)
+    with pytest.raises(ValueError, match="party0 has 10 images but 5 labels"):
+        make_client_data([(X, Y[:5])])  # was "Dimensions 10 and 5 are not compatible"
+
+
 def test_process_checks_public_and_test_data_up_front():
     parties = [Party("p", _mlp(), X, Y)]
     with pytest.raises(ValueError, match="public_x have shape"):  # was: every party failing
@@ -94,6 +155,21 @@ def test_process_checks_public_and_test_data_up_front():
         build_fedmd_process(parties, X, test_data=(X, np.full(10, 12)))
     with pytest.raises(ValueError, match="party_weights"):  # was a NaN consensus
         build_fedmd_process(parties, X, party_weights=[float("nan")])
+
+
+def test_process_outside_a_tff_context_is_refused_without_starting_a_worker():
+    import subprocess
+
+    process = build_fedmd_process([Party("p", _mlp(), X, Y)], X, alignment_size=4)
+    before = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True).stdout
+    # was: TFF's default context started a worker_binary that outlived the process
+    with pytest.raises(runtime.NoContextError, match=r"runtime\.local_context\(\)"):
+        process.initialize()
+    with pytest.raises(runtime.NoContextError, match="process.next"):
+        process.next({"round": np.int32(0)})
+    assert subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True).stdout == before
+    with runtime.local_context():
+        assert int(process.initialize()["round"]) == 0
 
 
 class _Process:
@@ -113,8 +189,10 @@ class _Process:
 
 
 class _WeightsParty:
-    def __init__(self, n: int):
+    def __init__(self, n: int, name: str | None = None):
         self.weights = np.zeros(n, np.float32)
+        if name is not None:
+            self.name = name
 
     def get_state(self):
         return {"model": [self.weights.copy()]}
@@ -132,6 +210,32 @@ def test_run_program_refuses_the_state_of_another_federation(tmp_path, sizes):
     assert all(not p.weights.any() for p in other.parties)  # nothing half-restored
     resumed = run_program(_Process(2), 3, tmp_path, log=lambda m: None)  # the same: resumes
     assert [r["round"] for r in resumed] == [1, 2, 3]
+
+
+def test_run_program_takes_one_release_manager_not_in_a_list(tmp_path):
+    import tensorflow_federated as tff
+
+    memory = tff.program.MemoryReleaseManager()
+    run_program(_Process(2), 2, tmp_path, memory, log=lambda m: None)  # was: not iterable
+    assert sorted(memory.values()) == [1, 2]
+
+
+def test_run_program_refuses_the_same_architectures_in_another_order(tmp_path):
+    def process(*names):
+        p = _Process(2, 2)
+        p.parties = [_WeightsParty(2, n) for n in names]
+        return p
+
+    first = process("alice", "bob")
+    first.parties[0].weights -= 5  # alice's state differs from bob's
+    run_program(first, 1, tmp_path, log=lambda m: None)
+    swapped = process("bob", "alice")
+    with pytest.raises(ConfigError, match=r"parties \['alice', 'bob'\].*same order"):
+        run_program(swapped, 2, tmp_path, log=lambda m: None)  # was: bob resumed alice's state
+    assert all(not p.weights.any() for p in swapped.parties)
+    same = process("alice", "bob")
+    run_program(same, 2, tmp_path, log=lambda m: None)
+    assert same.parties[0].weights[0] == -3 and same.parties[1].weights[0] == 2
 
 
 def test_unreachable_or_malformed_workers_fail_clearly():

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from tfkit.errors import TfkitError
 from tfkit.federated.workers import (
     LOOPBACK,
     WorkerNotReadyError,
@@ -35,10 +36,37 @@ from tfkit.federated.workers import (
     worker_binary_path,
 )
 
-__all__ = ["WorkerProcess", "WorkerNotReadyError", "worker_binary_path", "start_worker",
-           "stop_all_workers", "check_worker_address", "wait_for_workers", "local_context",
-           "remote_context", "free_port", "LOOPBACK"]
+__all__ = ["WorkerProcess", "WorkerNotReadyError", "NoContextError", "worker_binary_path",
+           "start_worker", "stop_all_workers", "check_worker_address", "wait_for_workers",
+           "local_context", "remote_context", "require_context", "free_port", "LOOPBACK"]
 # `tfkit fedmd worker` (a worker in the foreground) is tfkit.federated.serve.serve_worker
+
+
+class NoContextError(TfkitError, RuntimeError):
+    """A tfkit TFF program was called with no TFF context installed (see `require_context`)."""
+
+
+def require_context(what: str) -> None:
+    """Raises `NoContextError` when no TFF context is installed and TFF's import-time default
+    would run `what`: that default starts a local `worker_binary` of its own, which nothing
+    stops (it outlives this process and keeps a piped run's output open, so the pipe never
+    ends). A context installed by `local_context`, `remote_context` or the caller passes, and so
+    does a default the caller set (`tff.framework.set_default_context`) that is not TFF's local
+    C++ one."""
+    import tensorflow_federated as tff
+
+    frames = getattr(tff.framework.get_context_stack(), "_stack", None)  # TFF 0.87's stack
+    if frames is None or len(frames) != 1:  # unknown layout, or a context is installed
+        return
+    factory = getattr(frames[0], "_executor_factory", None)
+    stack_fn = getattr(factory, "_executor_stack_fn", None)
+    if "local_cpp_executor_factory" in getattr(stack_fn, "__qualname__", ""):
+        raise NoContextError(
+            f"{what} needs a TFF context: call it inside `with runtime.local_context():` "
+            "(simulation) or `with runtime.remote_context([\"host:port\", ...]):` "
+            "(from tfkit.federated import runtime); TFF's default context would start a "
+            "worker_binary that nothing stops")
+
 
 _GRPC_OPTIONS = [("grpc.max_message_length", 2_000_000_000),
                  ("grpc.max_receive_message_length", 2_000_000_000),

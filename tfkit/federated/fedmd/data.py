@@ -55,20 +55,38 @@ def make_client_data(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> Any:
     """`tff.simulation.datasets.ClientData` with one client `party{i}` per (x, y) pair."""
     import tensorflow_federated as tff
 
-    return tff.simulation.datasets.TestClientData({
-        f"party{i}": collections.OrderedDict(x=np.asarray(x), y=np.asarray(y, np.int64))
-        for i, (x, y) in enumerate(parts)})
+    clients = {}
+    for i, (x, y) in enumerate(parts):
+        x, y = np.asarray(x), np.asarray(y, np.int64)
+        if len(x) != len(y):
+            raise ValueError(f"make_client_data: party{i} has {len(x)} images but {len(y)} "
+                             "labels; give one label per image")
+        clients[f"party{i}"] = collections.OrderedDict(x=x, y=y)
+    return tff.simulation.datasets.TestClientData(clients)
 
 
-def client_arrays(client_data: Any, client_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """One client's examples as numpy arrays (x, y); empty arrays for a client with none."""
+def client_arrays(client_data: Any, client_id: str, x_key: str = "x", y_key: str = "y"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """One client's examples as numpy arrays (x, y); empty arrays for a client with none.
+
+    Elements are dicts (`x_key` and `y_key` name the images and labels: "x"/"y" as
+    `make_client_data` writes them) or `(image, label)` pairs.
+    """
     ds = client_data.create_tf_dataset_for_client(client_id)
+    spec = ds.element_spec
+    if isinstance(spec, tuple) and len(spec) == 2:  # (image, label) pairs
+        keys: tuple[Any, Any] = (0, 1)
+    elif hasattr(spec, "keys") and x_key in spec and y_key in spec:
+        keys = (x_key, y_key)
+    else:
+        found = list(spec.keys()) if hasattr(spec, "keys") else spec
+        raise ValueError(f"client_arrays: client {client_id!r}'s elements are {found}; expected "
+                         f"dicts with keys {x_key!r} and {y_key!r} (pass x_key=..., y_key=... "
+                         "naming the images and labels) or (image, label) pairs")
     batches = list(ds.batch(100_000).as_numpy_iterator())
     if not batches:  # an empty client: arrays of its element shapes with no rows
-        spec = ds.element_spec
-        return tuple(np.zeros((0, *spec[k].shape), spec[k].dtype.as_numpy_dtype)
-                     for k in ("x", "y"))
-    return np.concatenate([b["x"] for b in batches]), np.concatenate([b["y"] for b in batches])
+        return tuple(np.zeros((0, *spec[k].shape), spec[k].dtype.as_numpy_dtype) for k in keys)
+    return tuple(np.concatenate([b[k] for b in batches]) for k in keys)
 
 
 def _letters(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

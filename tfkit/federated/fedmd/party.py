@@ -14,26 +14,43 @@ from typing import Any
 import numpy as np
 
 from tfkit.backend import keras, tf
+from tfkit.model_io import ends_in_softmax
 
 __all__ = ["Party", "to_float_images"]
 
 
 def to_float_images(x: np.ndarray) -> np.ndarray:
-    """uint8 images (0..255) -> float32 in [0, 1]; float input is passed through."""
-    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    """uint8 images (0..255) -> float32 in [0, 1]; float input is passed through. Other integer
+    (or bool) images are refused: int64 pixels 0..255 (e.g. read from a CSV) would go in
+    unscaled beside uint8 images that are scaled, silently 255x apart."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"images of dtype {x.dtype}: give uint8 pixels 0..255 (scaled to "
+                         "[0, 1]) or floats (used as they are), e.g. x.astype(np.uint8)")
+    return x.astype(np.float32)
 
 
-def _ends_in_softmax(model: keras.Model) -> bool:
-    """Whether the model's last layer is a softmax (FedMD needs logits), looking into a last
-    layer that is itself a model."""
-    layers = getattr(model, "layers", None)
-    last = layers[-1] if layers else None
-    if isinstance(last, keras.Model):
-        return _ends_in_softmax(last)
-    activation = getattr(last, "activation", None)
-    # keras.activations.softmax, tf.nn.softmax (softmax_v2) and "softmax" all match by name
-    return isinstance(last, keras.layers.Softmax) or \
-        getattr(activation, "__name__", "").startswith("softmax")
+def _model_problem(model: keras.Model) -> str | None:
+    """Why `model` cannot be a FedMD party (one image input, one [batch, classes] output of
+    logits), or None."""
+    if not getattr(model, "_is_graph_network", False):  # Functional or built Sequential
+        return (f"its model has no fixed input shape ({type(model).__name__}, subclassed or not "
+                "built); wrap it: inputs = keras.Input(image_shape); "
+                "keras.Model(inputs, net(inputs))")
+    if len(model.inputs) != 1:
+        return (f"its model takes {len(model.inputs)} inputs; a FedMD party's model takes one "
+                "batch of images")
+    if len(model.outputs) != 1 or isinstance(model.output_shape, dict):
+        return (f"its model outputs {model.output_shape}; a FedMD party's model outputs one "
+                "[batch, classes] tensor of class scores")
+    if len(model.output_shape) != 2 or model.output_shape[-1] is None:
+        return (f"its model outputs shape {model.output_shape}, not (None, classes): one score "
+                "per class for every image (add a Flatten or pooling before the last Dense)")
+    if ends_in_softmax(model):
+        return ("its model ends in a softmax; FedMD exchanges and fits class scores (logits): "
+                "drop the final softmax activation")
+    return None
 
 
 class Party:
@@ -93,14 +110,9 @@ class Party:
             if digest_micro_batch_size < 1:
                 raise ValueError(f"digest_micro_batch_size must be >= 1, got "
                                  f"{digest_micro_batch_size}")
-        if not getattr(model, "_is_graph_network", False):  # Functional or built Sequential
-            raise ValueError(
-                f"party {name}: its model has no fixed input shape ({type(model).__name__}, "
-                "subclassed or not built); wrap it: inputs = keras.Input(image_shape); "
-                "keras.Model(inputs, net(inputs))")
-        if _ends_in_softmax(model):
-            raise ValueError(f"party {name}: its model ends in a softmax; FedMD exchanges and "
-                             "fits class scores (logits): drop the final softmax activation")
+        problem = _model_problem(model)
+        if problem:
+            raise ValueError(f"party {name}: {problem}")
         self.name = name
         self.model = model
         self.x_private = to_float_images(np.asarray(x_private))
@@ -128,13 +140,18 @@ class Party:
         logits_spec = tf.TensorSpec([None, model.output_shape[-1]], tf.float32)
 
         def regularization() -> tf.Tensor:
-            return tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+            return tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses]) \
+                if model.losses else tf.constant(0.0)
+
+        def forward(x: tf.Tensor, training: bool) -> tf.Tensor:
+            # float32 scores whatever the model computes in (float64 layers, mixed_float16)
+            return tf.cast(model(x, training=training), tf.float32)
 
         norms = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
 
         def digest_forward(x: tf.Tensor) -> tf.Tensor:
             if digest_batch_norm == "batch":
-                return model(x, training=True)
+                return forward(x, training=True)
             # Traced once: a non-trainable BatchNormalization layer runs in inference mode (moving
             # statistics, not updated) while dropout stays in training mode. Its scale and offset
             # are still trained (they are in `variables`, fixed at construction).
@@ -142,7 +159,7 @@ class Party:
             for m in norms:
                 m.trainable = False
             try:
-                return model(x, training=True)
+                return forward(x, training=True)
             finally:
                 for m, flag in zip(norms, flags, strict=True):
                     m.trainable = flag
@@ -150,7 +167,7 @@ class Party:
         @tf.function(jit_compile=jit_compile, input_signature=[x_spec, y_spec], autograph=False)
         def class_step(x, y):
             with tf.GradientTape() as tape:
-                loss = ce(y, model(x, training=True)) + regularization()
+                loss = ce(y, forward(x, training=True)) + regularization()
             grads = tape.gradient(loss, variables)
             self.class_optimizer.apply_gradients(zip(grads, variables, strict=True))
             return loss
@@ -191,7 +208,7 @@ class Party:
 
         @tf.function(input_signature=[x_spec], autograph=False)
         def logits_step(x):
-            return model(x, training=False)
+            return forward(x, training=False)
 
         self._class_step, self._digest_step, self._logits_step = class_step, digest_step, \
             logits_step
@@ -206,7 +223,7 @@ class Party:
     def check_images(self, x: np.ndarray, what: str = "images") -> None:
         """Raises ValueError unless `x` is a batch of images of the model's input shape."""
         want = self.model.input_shape
-        if not isinstance(want, tuple):  # several inputs: left to Keras
+        if not isinstance(want, tuple):  # not a single input (refused in __init__)
             return
         got = np.shape(x)
         if len(got) != len(want) or any(w is not None and w != g
@@ -219,6 +236,10 @@ class Party:
         scores); returns `y` as int64."""
         self.check_images(x, what)
         y = np.asarray(y)
+        if y.size and not (np.issubdtype(y.dtype, np.integer)
+                           or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
+            raise ValueError(f"party {self.name}: {what} need integer class labels, got "
+                             f"{y.dtype} labels such as {y.flat[0]!r}")
         if y.ndim != 1 or len(y) != len(x):
             raise ValueError(f"party {self.name}: {what} need one integer label per image, got "
                              f"{len(x)} images and labels of shape {y.shape}")

@@ -8,7 +8,9 @@
 
 How the work is split (see docs/fedmd.md):
 
-* `initialize` is a TFF TensorFlow computation returning the server state `<round=int32>`.
+* `initialize` returns the server state `<round=int32>` from a TFF TensorFlow computation.
+  Both it and `next` refuse to run outside a TFF context (`runtime.NoContextError`): TFF's
+  import-time default would start a `worker_binary` that nothing stops.
 * `next` is a typed *host* computation (`(<round=int32> -> <state=<round=int32>,
   metrics=<...>>)`) that composes the round's stages. Party-side stages (communicate = computing
   logits, digest, revisit, evaluate) run each party's own Keras model in Python with compiled
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tfkit.errors import TfkitError
+from tfkit.federated import runtime
 from tfkit.federated.fedmd import stages
 from tfkit.federated.fedmd.party import Party, to_float_images
 
@@ -144,14 +147,18 @@ def build_fedmd_process(
         revisit_epochs: epochs on private data after digesting.
         party_weights: per-party weights of the consensus mean (e.g. private data sizes).
         deadline_s: a party whose logits take longer is left out of that round's consensus.
+            The parties then compute their logits at once, each in its own thread, and the
+            round goes on at the deadline (a hung party does not hold it; its late result is
+            discarded).
         aggregate_timeout_s: the aggregate stage raises `WorkerError` after this long (e.g. a
             killed remote worker); None waits forever.
         test_data: (x, y) evaluated after every round (`metrics.accuracy`); else zeros.
         seed: seeds the alignment subsets.
-        max_parallel_parties: how many parties' party-side work (logits, digest, revisit,
-            evaluation) runs at once, in threads of this process. Parties share no state, so
-            results are the same for every value; more than one can use cores that one
-            party's small convolutions leave idle (see benchmarks/fedmd_round.py).
+        max_parallel_parties: how many parties' party-side work (logits without a
+            `deadline_s`, digest, revisit, evaluation) runs at once, in threads of this
+            process. Parties share no state, so results are the same for every value; more
+            than one can use cores that one party's small convolutions leave idle (see
+            benchmarks/fedmd_round.py).
         log: where messages about dropped parties go.
 
     Returns:
@@ -189,10 +196,17 @@ def build_fedmd_process(
     state_type, metrics_type = _types(len(parties))
 
     @tff.tensorflow.computation
-    def initialize():
+    def initialize_tf():
         return collections.OrderedDict(round=tf.constant(0, tf.int32))
 
+    def initialize_fn() -> Any:
+        runtime.require_context("FedMD's process.initialize")
+        return initialize_tf()
+
+    initialize = HostComputation(initialize_fn, initialize_tf.type_signature)
+
     def next_fn(state: Any) -> tuple[Any, Any]:
+        runtime.require_context("FedMD's process.next")
         round_num = int(state["round"]) + 1
         t_round = time.perf_counter()
         timer = stages.StageTimer()

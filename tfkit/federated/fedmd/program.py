@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tfkit.config import ConfigError
+from tfkit.runs import atomic_write_text
 
 __all__ = ["run_program", "to_python"]
 
@@ -51,7 +52,8 @@ def run_program(process: Any, rounds: int, state_dir: str | Path,
         rounds: total rounds wanted (rounds already finished in `state_dir` are not redone;
             fewer than finished there raise `ConfigError`).
         state_dir: where `tff.program.FileProgramStateManager` keeps the program state.
-        release_managers: `tff.program.ReleaseManager`s that receive each round's metrics.
+        release_managers: `tff.program.ReleaseManager`s (or one) that receive each round's
+            metrics, keyed by round.
         log: progress messages.
 
     Returns:
@@ -61,6 +63,8 @@ def run_program(process: Any, rounds: int, state_dir: str | Path,
 
     import tensorflow_federated as tff
 
+    if isinstance(release_managers, tff.program.ReleaseManager):  # one, not in a list
+        release_managers = [release_managers]
     parties = process.parties
     manager = tff.program.FileProgramStateManager(str(state_dir), keep_total=1,
                                                   keep_first=False)
@@ -73,6 +77,7 @@ def run_program(process: Any, rounds: int, state_dir: str | Path,
         raise _other_federation(state_dir, len(parties)) from e
     if saved is not None and _shapes(saved["parties"]) != _shapes(structure["parties"]):
         raise _other_federation(state_dir, len(parties))  # checked before any party is changed
+    _check_party_names(state_dir, parties, saved is not None)
     if saved is not None:
         if int(saved["round"]) > rounds:  # its models are further along than asked for
             raise ConfigError(
@@ -104,6 +109,31 @@ def _shapes(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_shapes(v) for v in value]
     return tuple(np.shape(value))
+
+
+PARTY_NAMES = "party_names.json"  # beside the program states: whose state is which
+
+
+def _check_party_names(state_dir: str | Path, parties: Sequence[Any], resuming: bool) -> None:
+    """Refuses to restore the saved states into parties of other names or another order (the
+    shapes cannot tell parties with one architecture apart: each would silently get another's
+    weights); records the names when none are recorded (state saved by an older tfkit)."""
+    import json
+
+    names = [getattr(p, "name", None) for p in parties]
+    if None in names:  # not Party objects: nothing to compare
+        return
+    path = Path(state_dir) / PARTY_NAMES
+    if resuming and path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != names:
+            raise ConfigError(
+                f"{state_dir} holds the program state of parties {saved}, not of these parties "
+                f"{names}: pass the same parties in the same order to resume, or use a new "
+                "state_dir")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(names))
 
 
 def _other_federation(state_dir: str | Path, num_parties: int) -> ConfigError:
