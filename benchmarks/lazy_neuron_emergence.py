@@ -1,17 +1,20 @@
-"""How far MLP activation sparsity falls with longer training: ReLU decoder LMs, in lockstep.
+"""How far MLP activation sparsity falls with longer training: ReLU LMs or ViTs, in lockstep.
 
-Trains the character-level ReLU decoder LM of `tfkit run lazy-neuron --quick` (hidden 64,
-sequence 64, batch 64, Adam) on tinyshakespeare, one model per `--widths` entry (each with
-its `--lrs` learning rate), all on the same fresh batch at every step, so the curves of all
-variants reach every step together. Every `--probe-every` steps it records, per model, the
-nonzero fraction of every MLP layer on 256 train and 256 test windows and the test loss, and
+`--model lm` (default) trains the character-level ReLU decoder LM of `tfkit run lazy-neuron
+--quick` (hidden 64, sequence 64, batch 64, Adam) on tinyshakespeare; `--model vit` a ReLU
+ViT (32x32 images in `--patch`-pixel patches, hidden 64, batch 64, Adam) on the CIFAR-10
+train images. One model per `--widths` entry (each with its `--lrs` learning rate), all on
+the same fresh batch at every step, so the curves of all variants reach every step together.
+Every `--probe-every` steps it records, per model, the nonzero fraction of every MLP layer on
+256 train and 256 test windows (images) and the test loss (and, for ViTs, accuracy), and
 checkpoints the models and optimizers into `--out`: a killed run resumes from there (and a
-finished one just prints its tables). The curve is printed beside the paper's figure (T5-Base:
-3.0 % nonzero; every layer but the first ≤ ~10 %). This is the emergence part of the
-experiment run longer than the quick preset's 124 steps; a measurement, not a speed benchmark.
+finished one just prints its tables). The curve is printed beside the paper's figure (T5-Base
+3.0 %, ViT-B/16 6.3 % nonzero; every layer but the first ≤ ~10 %). This is the emergence part
+of the experiment run longer than the quick preset's 124 LM / 375 ViT steps; a measurement,
+not a speed benchmark.
 
     uv run python benchmarks/lazy_neuron_emergence.py [--out /tmp/emergence] \
-        [--steps 300] [--widths 128 512] [--lrs 1e-3] [--probe-every 100]
+        [--model lm] [--steps 300] [--widths 128 512] [--lrs 1e-3] [--probe-every 100]
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-PAPER_T5_NONZERO = 0.030  # T5-Base, Figure 1 of the paper
-PROBE_WINDOWS = 256  # train and test windows per probe
+PAPER_NONZERO = {"lm": ("T5-Base", 0.030), "vit": ("ViT-B/16", 0.063)}  # the paper's Figure 1
+PROBE_WINDOWS = 256  # train and test windows (images) per probe
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,13 +35,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path,
                    help="checkpoints + curve.jsonl; the same --out resumes a killed run "
                         "(default: a new temporary folder, no resume)")
+    p.add_argument("--model", choices=("lm", "vit"), default="lm",
+                   help="lm: decoder LM on tinyshakespeare; vit: ViT on CIFAR-10")
     p.add_argument("--steps", type=int, default=300, help="optimizer steps per model")
     p.add_argument("--widths", type=int, nargs="+", default=[128, 512], help="MLP widths d_ff")
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-3],
                    help="Adam learning rate per width (one value = the same for all)")
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--length", type=int, default=64, help="characters per window")
+    p.add_argument("--length", type=int, default=64, help="characters per window (lm)")
+    p.add_argument("--patch", type=int, default=4, help="patch side in pixels (vit)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--probe-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -58,19 +64,17 @@ def variant_name(width: int, lr: float) -> str:
 class Variant:
     """One LM, its optimizer and a resumable checkpoint under `out/name`."""
 
-    def __init__(self, args: argparse.Namespace, vocab: int, width: int, lr: float):
+    def __init__(self, args: argparse.Namespace, data: TextData | ImageData, width: int,
+                 lr: float):
         from tfkit.backend import keras, set_seed, tf
-        from tfkit.models import DecoderLM
 
         set_seed(args.seed)  # the same initial weights for every lr of one width
         self.name = variant_name(width, lr)
-        self.model = DecoderLM(vocab, args.length, num_layers=args.depth,
-                               hidden_dim=args.hidden, num_heads=4, intermediate_dim=width,
-                               activation="relu")
+        self.model = data.model(args, width)
         self.optimizer = keras.optimizers.Adam(lr)
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.step = tf.Variable(0, dtype=tf.int64)
-        self.model(tf.zeros([1, args.length], tf.int32))
+        self.model(tf.zeros([1, *data.input_shape], data.input_dtype))
         self.optimizer.build(self.model.trainable_variables)
         ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
         folder = args.out / f"ckpt_w{width}_lr{lr:g}"
@@ -90,19 +94,98 @@ class Variant:
         self.train_step = train_step
 
 
+class TextData:
+    """tinyshakespeare: fresh random windows per step, 256 fixed train/test windows to probe."""
+
+    loss_unit = "nats per character"
+
+    def __init__(self, args: argparse.Namespace):
+        from tfkit import datasets
+
+        text = datasets.load("tinyshakespeare", download=False)
+        self.vocab, self.seed, self.length = text.vocab_size, args.seed, args.length
+        self.input_shape, self.input_dtype = [args.length], "int32"
+        self.train_ids, test_ids = text.encode(text.train), text.encode(text.test)
+        self.probes = {
+            "train": datasets.next_token_windows(self.train_ids, PROBE_WINDOWS, args.length,
+                                                 args.seed + 1_000_000),
+            "test": datasets.next_token_windows(test_ids, PROBE_WINDOWS, args.length,
+                                                args.seed + 1)}
+
+    def model(self, args: argparse.Namespace, width: int):
+        from tfkit.models import DecoderLM
+
+        return DecoderLM(self.vocab, args.length, num_layers=args.depth, hidden_dim=args.hidden,
+                         num_heads=4, intermediate_dim=width, activation="relu")
+
+    def batch(self, step: int, size: int) -> tuple:
+        """Fresh windows every step, drawn from (seed, step): the same on resume."""
+        from tfkit import datasets
+
+        return datasets.next_token_windows(self.train_ids, size, self.length,
+                                           self.seed * 1_000_003 + step + 2)
+
+    def describe(self, args: argparse.Namespace) -> str:
+        return (f"ReLU decoder LM, tinyshakespeare, hidden {args.hidden}, depth {args.depth}, "
+                f"batch {args.batch} x {args.length} characters, Adam")
+
+
+class ImageData:
+    """CIFAR-10 train images ([0, 1] floats): a random batch per step (no augmentation), 256
+    train and 256 test images to probe."""
+
+    loss_unit = "cross-entropy, nats"
+
+    def __init__(self, args: argparse.Namespace):
+        from tfkit import datasets
+
+        cifar = datasets.load("cifar10", download=False)
+        self.seed = args.seed
+        self.x, self.y = cifar.train.x, cifar.train.y.reshape(-1)
+        self.classes, self.input_shape = cifar.num_classes, list(self.x.shape[1:])
+        self.input_dtype = "float32"
+        test = cifar.test.sample(PROBE_WINDOWS, args.seed + 1)  # (the files are class-sorted)
+        train = cifar.train.sample(PROBE_WINDOWS, args.seed + 1_000_000)
+        self.probes = {split: (d.x.astype("float32") / 255.0, d.y.reshape(-1))
+                       for split, d in (("train", train), ("test", test))}
+
+    def model(self, args: argparse.Namespace, width: int):
+        from tfkit.models import ViT
+
+        return ViT(image_size=self.input_shape[0], patch_size=args.patch,
+                   num_layers=args.depth, hidden_dim=args.hidden, num_heads=4,
+                   intermediate_dim=width, channels=self.input_shape[-1], activation="relu",
+                   num_classes=self.classes)
+
+    def batch(self, step: int, size: int) -> tuple:
+        """A random batch drawn from (seed, step): the same on resume."""
+        import numpy as np
+
+        rows = np.random.default_rng((self.seed, step)).integers(0, len(self.x), size)
+        return self.x[rows].astype("float32") / 255.0, self.y[rows]
+
+    def describe(self, args: argparse.Namespace) -> str:
+        return (f"ReLU ViT, CIFAR-10 ({len(self.x)} train images), {args.patch}x{args.patch} "
+                f"patches, hidden {args.hidden}, depth {args.depth}, batch {args.batch}, Adam")
+
+
 def probe(variant: Variant, windows: dict, batch: int) -> dict:
+    import numpy as np
+
     from tfkit.sparsity import nonzero_fraction
 
     xt, yt = windows["test"]
     logits = variant.model.predict(xt, batch_size=batch, verbose=0)
-    return {"variant": variant.name, "step": int(variant.step.numpy()),
-            "test_loss": float(variant.loss(yt, logits)),
-            **{f"{split}_nonzero": list(nonzero_fraction(variant.model, x,
-                                                         batch_size=batch).values())
-               for split, (x, _) in windows.items()}}
+    row = {"variant": variant.name, "step": int(variant.step.numpy()),
+           "test_loss": float(variant.loss(yt, logits))}
+    if logits.ndim == 2:  # a classifier: also its accuracy on the probe images
+        row["test_accuracy"] = float(np.mean(np.argmax(logits, -1) == yt))
+    return {**row, **{f"{split}_nonzero": list(nonzero_fraction(variant.model, x,
+                                                                batch_size=batch).values())
+                      for split, (x, _) in windows.items()}}
 
 
-def print_tables(rows: list[dict], names: list[str]) -> None:
+def print_tables(rows: list[dict], names: list[str], model: str, loss_unit: str) -> None:
     from tfkit.runs import markdown_table
 
     by = {(r["variant"], r["step"]): r for r in rows}
@@ -111,30 +194,30 @@ def print_tables(rows: list[dict], names: list[str]) -> None:
         header = ["step"] + [f"{n} (per layer)" for n in names]
         table = [[s] + [" / ".join(f"{f:.1%}" for f in by[n, s][f"{split}_nonzero"])
                         if (n, s) in by else "" for n in names] for s in steps]
-        print(f"\nnonzero ({split}) over training; paper T5-Base {PAPER_T5_NONZERO:.1%}, every "
+        paper, value = PAPER_NONZERO[model]
+        print(f"\nnonzero ({split}) over training; paper {paper} {value:.1%}, every "
               "layer but the first ≤ ~10 %\n")
         print(markdown_table(table, header))
-    print("\ntest loss (nats per character)\n")
-    print(markdown_table([[s] + [f"{by[n, s]['test_loss']:.3f}" if (n, s) in by else ""
-                                 for n in names] for s in steps], ["step"] + names))
+    for key, title in (("test_loss", f"test loss ({loss_unit})"),
+                       ("test_accuracy", "test accuracy (probe images)")):
+        if any(key in r for r in rows):
+            print(f"\n{title}\n")
+            print(markdown_table([[s] + [f"{by[n, s][key]:.3f}" if (n, s) in by else ""
+                                         for n in names] for s in steps], ["step"] + names))
 
 
 def main() -> None:
     args = parse_args()
-    from tfkit import datasets
     from tfkit.errors import TfkitError
     from tfkit.sparsity import dead_fraction
 
     try:
-        text = datasets.load("tinyshakespeare", download=False)
+        data = (ImageData if args.model == "vit" else TextData)(args)
     except TfkitError as e:
-        print(f"tinyshakespeare not available ({e}); set TFKIT_DATA_DIR", file=sys.stderr)
+        print(f"the {args.model} data is not available ({e}); set TFKIT_DATA_DIR",
+              file=sys.stderr)
         sys.exit(1)
-    train_ids, test_ids = text.encode(text.train), text.encode(text.test)
-    windows = {"train": datasets.next_token_windows(train_ids, PROBE_WINDOWS, args.length,
-                                                    args.seed + 1_000_000),
-               "test": datasets.next_token_windows(test_ids, PROBE_WINDOWS, args.length,
-                                                   args.seed + 1)}
+    windows = data.probes
     scratch = None  # without --out: a temporary folder, removed when the script ends
     if args.out is None:
         scratch = tempfile.TemporaryDirectory(prefix="tfkit_emergence_")
@@ -143,9 +226,17 @@ def main() -> None:
               "a killed run can resume)")
     args.out.mkdir(parents=True, exist_ok=True)
     curve_path = args.out / "curve.jsonl"
+    kind_path = args.out / "model.txt"  # an --out holds one kind of model (LM folders of
+    kind = (kind_path.read_text().strip() if kind_path.exists()  # older runs have no file)
+            else "lm" if curve_path.exists() else args.model)
+    if kind != args.model:
+        print(f"{args.out} holds a --model {kind} run; pass --model {kind} to resume it, or "
+              "another --out", file=sys.stderr)
+        sys.exit(2)
+    kind_path.write_text(args.model + "\n")
     rows = ([json.loads(line) for line in curve_path.read_text().splitlines()]
             if curve_path.exists() else [])
-    variants = [Variant(args, text.vocab_size, w, lr)
+    variants = [Variant(args, data, w, lr)
                 for w, lr in zip(args.widths, args.lrs, strict=True)]
     names = [v.name for v in variants]
     done = {(r["variant"], r["step"]) for r in rows}
@@ -168,9 +259,7 @@ def main() -> None:
     start_cpu = time.process_time()
     first = min(int(v.step.numpy()) for v in variants)
     for step in range(first, args.steps):
-        # fresh windows every step, drawn from (seed, step): the same on resume
-        x, y = datasets.next_token_windows(train_ids, args.batch, args.length,
-                                           args.seed * 1_000_003 + step + 2)
+        x, y = data.batch(step, args.batch)
         for v in variants:
             if int(v.step.numpy()) == step:
                 v.train_step(x, y)
@@ -179,9 +268,8 @@ def main() -> None:
     if args.steps > first:
         print(f"\n{args.steps - first} steps x {len(variants)} models in "
               f"{time.process_time() - start_cpu:.0f} s CPU (this process)")
-    print(f"\nReLU decoder LM, tinyshakespeare, hidden {args.hidden}, depth {args.depth}, "
-          f"batch {args.batch} x {args.length} characters, Adam")
-    print_tables(rows, names)
+    print(f"\n{data.describe(args)}")
+    print_tables(rows, names, args.model, data.loss_unit)
     print("\nfinal models on the test windows: dead neurons (never active) and nonzero among the "
           "live ones, per layer\n")
     for v in variants:
@@ -198,8 +286,11 @@ def main() -> None:
         metrics = {f"{n}_layer{i + 1}_nonzero": round(f, 4)
                    for n, r in last.items() for i, f in enumerate(r["test_nonzero"])}
         metrics.update({f"{n}_test_loss": round(r["test_loss"], 4) for n, r in last.items()})
+        metrics.update({f"{n}_test_accuracy": round(r["test_accuracy"], 4)
+                        for n, r in last.items() if "test_accuracy" in r})
         args.json.write_text(json.dumps({
-            "name": "lazy_neuron_emergence", "metrics": metrics,
+            "name": "lazy_neuron_emergence" + ("" if args.model == "lm" else f"_{args.model}"),
+            "metrics": metrics,
             "command": reproduce_command()}))
 
 
