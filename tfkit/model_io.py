@@ -24,7 +24,7 @@ import numpy as np
 from tfkit.backend import keras, tf
 
 __all__ = ["MAX_PIXEL_SCALE", "ends_in_softmax", "model_inputs", "takes_pixels",
-           "to_uint8_pixels", "uint8_input"]
+           "to_model_pixels", "to_uint8_pixels", "uint8_input"]
 
 MAX_PIXEL_SCALE = 1 / 100  # a first Rescaling this small (or smaller) reads 0..255 pixels
 
@@ -51,6 +51,12 @@ def takes_pixels(model: Any) -> bool:
 def to_uint8_pixels(x: tf.Tensor) -> tf.Tensor:
     """Float [0, 1] images as uint8 0..255 pixels (rounded, saturated)."""
     return tf.saturate_cast(tf.round(x * 255.0), tf.uint8)
+
+
+def to_model_pixels(model: Any, x: tf.Tensor) -> tf.Tensor:
+    """Float [0, 1] images as the 0..255 pixels a `takes_pixels` model reads (uint8 for a uint8
+    Input, else float)."""
+    return to_uint8_pixels(x) if uint8_input(model) else x * 255.0
 
 
 def model_inputs(model: Any, pixels: tf.Tensor) -> tf.Tensor:

@@ -4,6 +4,7 @@ tracebacks or silently wrong numbers."""
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -94,6 +95,29 @@ def test_party_takes_a_model_that_computes_in_another_float_type():
     assert np.isfinite(party.train_private(1))
     assert party.logits(X).dtype == np.float32
     assert np.isfinite(party.digest(X, party.logits(X)))
+    micro = Party("p", model, X.astype(np.float64), Y, digest_batch_norm="moving",
+                  digest_micro_batch_size=4)  # was a float64 * float32 TypeError
+    assert np.isfinite(micro.digest(X, micro.logits(X)))
+
+
+def test_party_gives_a_model_that_scales_its_own_pixels_the_pixels():
+    """A uint8 Input (given [0, 1] floats, Keras' cast made every pixel 0) or a first
+    Rescaling(1/255) (scaled twice) reads 0..255: the party's steps hand it those."""
+    pixels = (X * 255).round().astype(np.uint8)
+    dense = keras.layers.Dense(10, kernel_initializer="ones")
+
+    def scores(model):
+        return Party("p", model, pixels, Y).logits(pixels)
+
+    unit = keras.Sequential([keras.Input((16, 16)), keras.layers.Flatten(), dense])
+    want = unit(pixels.astype(np.float32) / 255.0).numpy()
+    u8_in = keras.Input((16, 16), dtype="uint8")
+    u8 = keras.Model(u8_in, dense(keras.layers.Flatten()(
+        keras.layers.Rescaling(1 / 255)(u8_in))))
+    rescaling = keras.Sequential([keras.Input((16, 16)), keras.layers.Rescaling(1 / 255),
+                                  keras.layers.Flatten(), dense])
+    for model in (u8, rescaling):
+        np.testing.assert_allclose(scores(model), want, rtol=1e-5)
 
 
 def test_party_checks_labels_shapes_and_empty_data():
@@ -113,6 +137,9 @@ def test_party_checks_labels_shapes_and_empty_data():
     with pytest.raises(ValueError, match="integer class labels"):  # was truncated to 5
         Party("p", _mlp(), X, Y + 0.5)
     assert Party("p", _mlp(), X, Y.astype(np.float32)).y_private.dtype == np.int64
+    assert Party("p", _mlp(), X, Y > 2).y_private.dtype == np.int64  # bool: 2 classes
+    with pytest.raises(ValueError, match="party0's labels must be integer"):  # was truncated
+        make_client_data([(X, Y + 0.5)])
     with pytest.raises(ValueError, match="dtype int64: give uint8"):  # was used unscaled beside
         Party("p", _mlp(), (X * 255).astype(np.int64), Y)  # scaled uint8 images
     with pytest.raises(ValueError, match="dtype int64"):
@@ -170,6 +197,18 @@ def test_process_outside_a_tff_context_is_refused_without_starting_a_worker():
     assert subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True).stdout == before
     with runtime.local_context():
         assert int(process.initialize()["round"]) == 0
+        errors = []  # another thread does not see this thread's context
+
+        def other_thread():
+            try:
+                process.initialize()
+            except runtime.NoContextError as e:
+                errors.append(e)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1 and "in the thread that calls it" in str(errors[0])
 
 
 class _Process:

@@ -60,12 +60,14 @@ def require_context(what: str) -> None:
         return
     factory = getattr(frames[0], "_executor_factory", None)
     stack_fn = getattr(factory, "_executor_stack_fn", None)
-    if "local_cpp_executor_factory" in getattr(stack_fn, "__qualname__", ""):
+    # another thread than the one that installed the context sees TFF's RuntimeErrorContext
+    other_thread = type(frames[0]).__name__ == "RuntimeErrorContext"
+    if other_thread or "local_cpp_executor_factory" in getattr(stack_fn, "__qualname__", ""):
         raise NoContextError(
             f"{what} needs a TFF context: call it inside `with runtime.local_context():` "
             "(simulation) or `with runtime.remote_context([\"host:port\", ...]):` "
-            "(from tfkit.federated import runtime); TFF's default context would start a "
-            "worker_binary that nothing stops")
+            "(from tfkit.federated import runtime), in the thread that calls it; TFF's "
+            "default context would start a worker_binary that nothing stops")
 
 
 _GRPC_OPTIONS = [("grpc.max_message_length", 2_000_000_000),

@@ -23,7 +23,12 @@ import numpy as np
 
 from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
-from tfkit.model_io import takes_pixels, to_uint8_pixels, uint8_input  # re-exported
+from tfkit.model_io import (  # re-exported
+    takes_pixels,
+    to_model_pixels,
+    to_uint8_pixels,
+    uint8_input,
+)
 
 __all__ = ["EvaluationInputError", "as_predict_fn", "as_dataset", "as_logits", "check_input_shape",
            "probability_tolerance", "takes_pixels", "to_uint8_pixels", "prepare", "BATCH_SIZE"]
@@ -95,11 +100,6 @@ class _LogitsReader:
         return as_logits(outputs, self.probabilities)
 
 
-def _to_pixels(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
-    """[0, 1] images as the 0..255 pixels a `takes_pixels` model reads."""
-    return to_uint8_pixels(x) if uint8_input(model) else x * 255.0
-
-
 def as_predict_fn(model: keras.Model | PredictFn, pixels: bool = False) -> PredictFn:
     """A images -> logits function for a Keras model (traced, inference mode) or a callable.
     Probability outputs (rows of non-negative values summing to 1) become log-probabilities;
@@ -111,7 +111,7 @@ def as_predict_fn(model: keras.Model | PredictFn, pixels: bool = False) -> Predi
         if shape is not None and not isinstance(shape, list):
             _check_output_shape(shape)
         if pixels:
-            traced = tf.function(lambda x: model(_to_pixels(model, x), training=False),
+            traced = tf.function(lambda x: model(to_model_pixels(model, x), training=False),
                                  reduce_retracing=True)
         else:
             traced = tf.function(lambda x: model(x, training=False), reduce_retracing=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 from tfkit.datasets import load, partition
 from tfkit.datasets.base import DataError
+from tfkit.federated.fedmd.party import whole_labels
 
 __all__ = ["FedMDData", "make_client_data", "client_arrays", "femnist_letters", "digits_split",
            "LETTERS"]
@@ -57,7 +58,11 @@ def make_client_data(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> Any:
 
     clients = {}
     for i, (x, y) in enumerate(parts):
-        x, y = np.asarray(x), np.asarray(y, np.int64)
+        x, y = np.asarray(x), np.asarray(y)
+        if not whole_labels(y):  # a cast to int64 would truncate 1.5 to 1 silently
+            raise ValueError(f"make_client_data: party{i}'s labels must be integer class ids, "
+                             f"got {y.dtype} labels such as {y.flat[0]!r}")
+        y = y.astype(np.int64)
         if len(x) != len(y):
             raise ValueError(f"make_client_data: party{i} has {len(x)} images but {len(y)} "
                              "labels; give one label per image")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tfkit.backend import keras, tf
-from tfkit.model_io import ends_in_softmax
+from tfkit.model_io import ends_in_softmax, takes_pixels, to_model_pixels
 
 __all__ = ["Party", "to_float_images"]
 
@@ -27,8 +27,15 @@ def to_float_images(x: np.ndarray) -> np.ndarray:
         return x.astype(np.float32) / 255.0
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"images of dtype {x.dtype}: give uint8 pixels 0..255 (scaled to "
-                         "[0, 1]) or floats (used as they are), e.g. x.astype(np.uint8)")
+                         "[0, 1]) or floats (used as they are), e.g. x / x.max() as floats")
     return x.astype(np.float32)
+
+
+def whole_labels(y: np.ndarray) -> bool:
+    """Whether `y` holds class labels: integers, bools, or floats that are whole numbers."""
+    y = np.asarray(y)
+    return not y.size or np.issubdtype(y.dtype, np.integer) or y.dtype == bool or (
+        np.issubdtype(y.dtype, np.floating) and bool(np.all(y == np.round(y))))
 
 
 def _model_problem(model: keras.Model) -> str | None:
@@ -143,7 +150,10 @@ class Party:
             return tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses]) \
                 if model.losses else tf.constant(0.0)
 
+        pixels = takes_pixels(model)  # a uint8 Input or a first Rescaling(1/255): 0..255 in
+
         def forward(x: tf.Tensor, training: bool) -> tf.Tensor:
+            x = to_model_pixels(model, x) if pixels else x  # x: float32 [0, 1] images
             # float32 scores whatever the model computes in (float64 layers, mixed_float16)
             return tf.cast(model(x, training=training), tf.float32)
 
@@ -188,7 +198,8 @@ class Party:
                 xm, tm = x[i * m:(i + 1) * m], target[i * m:(i + 1) * m]
                 w = tf.cast(tf.shape(xm)[0], tf.float32) / tf.cast(n, tf.float32)
                 g, mae_m = digest_gradients(xm, tm)
-                return i + 1, [a + w * b for a, b in zip(grads, g, strict=True)], mae + w * mae_m
+                return (i + 1, [a + tf.cast(w, b.dtype) * b for a, b in zip(grads, g, strict=True)],
+                        mae + w * mae_m)
 
             zeros = [tf.zeros_like(v) for v in variables]
             # One iteration at a time: dropout's stateful random ops then draw their masks in
@@ -236,8 +247,7 @@ class Party:
         scores); returns `y` as int64."""
         self.check_images(x, what)
         y = np.asarray(y)
-        if y.size and not (np.issubdtype(y.dtype, np.integer)
-                           or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
+        if not whole_labels(y):
             raise ValueError(f"party {self.name}: {what} need integer class labels, got "
                              f"{y.dtype} labels such as {y.flat[0]!r}")
         if y.ndim != 1 or len(y) != len(x):

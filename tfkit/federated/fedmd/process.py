@@ -146,19 +146,16 @@ def build_fedmd_process(
         digest_epochs: epochs fitting the consensus (MAE, the party's digest batch size).
         revisit_epochs: epochs on private data after digesting.
         party_weights: per-party weights of the consensus mean (e.g. private data sizes).
-        deadline_s: a party whose logits take longer is left out of that round's consensus.
-            The parties then compute their logits at once, each in its own thread, and the
-            round goes on at the deadline (a hung party does not hold it; its late result is
-            discarded).
+        deadline_s: a party whose logits take longer is left out of that round's consensus
+            (its late result is discarded when it arrives: party-side work is not preempted).
         aggregate_timeout_s: the aggregate stage raises `WorkerError` after this long (e.g. a
             killed remote worker); None waits forever.
         test_data: (x, y) evaluated after every round (`metrics.accuracy`); else zeros.
         seed: seeds the alignment subsets.
-        max_parallel_parties: how many parties' party-side work (logits without a
-            `deadline_s`, digest, revisit, evaluation) runs at once, in threads of this
-            process. Parties share no state, so results are the same for every value; more
-            than one can use cores that one party's small convolutions leave idle (see
-            benchmarks/fedmd_round.py).
+        max_parallel_parties: how many parties' party-side work (logits, digest, revisit,
+            evaluation) runs at once, in threads of this process. Parties share no state, so
+            results are the same for every value; more than one can use cores that one
+            party's small convolutions leave idle (see benchmarks/fedmd_round.py).
         log: where messages about dropped parties go.
 
     Returns:

@@ -9,12 +9,10 @@ worker, or remote workers over gRPC) carries all communication.
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,69 +108,10 @@ def _guarded(parties: Sequence[Party], fn: Callable[[Party], object], stage: str
                         max_parallel, stage)
 
 
-_PARTY_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _in_background(party: Party, fn: Callable[[Party], object]) -> Future:
-    """`fn(party)` in a daemon thread (one that nothing waits for at exit, unlike an executor's),
-    after the party's earlier background calls: a party still busy with a late call starts the
-    next one when it is done, and a call cancelled while it waits is skipped."""
-    future: Future = Future()
-    lock = _PARTY_LOCKS.setdefault(party, threading.Lock())
-
-    def run() -> None:
-        with lock:
-            if not future.set_running_or_notify_cancel():
-                return
-            t0 = time.perf_counter()
-            try:
-                value = fn(party)
-            except BaseException as e:  # noqa: BLE001 - handed to the waiting round
-                future.set_exception(e)
-            else:
-                future.set_result((value, time.perf_counter() - t0))
-
-    threading.Thread(target=run, daemon=True, name=f"tfkit-fedmd-{party.name}").start()
-    return future
-
-
-def _with_deadline(parties: Sequence[Party], fn: Callable[[Party], object], stage: str,
-                   deadline_s: float, log: Callable[[str], None]) -> list[PartyOutcome]:
-    """`fn` of every party at once, each in its own thread; the stage waits `deadline_s` at
-    most, and a party that has not answered by then (slow, or hung) is left out and logged. Its
-    late result is discarded (party-side work is not preempted)."""
-    t0 = time.perf_counter()
-    futures = [_in_background(p, fn) for p in parties]
-    wait(futures, timeout=deadline_s)
-    outcomes = []
-    for party, future in zip(parties, futures, strict=True):
-        if not future.done():
-            future.cancel()  # still waiting for the party's previous late call: skipped
-            reason = f"no answer within the deadline {deadline_s:.1f}s"
-            log(f"{stage}: party {party.name} gave {reason}; left out this round (its late "
-                "result is discarded)")
-            outcomes.append(PartyOutcome(party.name, None, time.perf_counter() - t0, reason))
-        elif future.exception() is not None:
-            e = future.exception()
-            reason = f"{type(e).__name__}: {e}"
-            log(f"{stage}: party {party.name} failed and is left out this round ({reason})\n"
-                + "".join(traceback.format_exception(e, limit=-2)))
-            outcomes.append(PartyOutcome(party.name, None, time.perf_counter() - t0, reason))
-        else:
-            value, seconds = future.result()
-            outcomes.append(PartyOutcome(party.name, value, seconds))
-    return outcomes
-
-
 def communicate(parties: Sequence[Party], x_align: np.ndarray, deadline_s: float | None,
                 log: Callable[[str], None], max_parallel: int = 1) -> list[PartyOutcome]:
-    """Every party computes its class scores on the alignment set (failing: dropped). With
-    `deadline_s` the parties compute at once, each in its own thread, and the stage ends at the
-    deadline: a slow or hung party is left out instead of holding the round."""
-    if deadline_s is not None:
-        return _with_deadline(parties, lambda p: p.logits(x_align), "communicate", deadline_s,
-                              log)
-    return _guarded(parties, lambda p: p.logits(x_align), "communicate", None, log,
+    """Every party computes its class scores on the alignment set (late or failing: dropped)."""
+    return _guarded(parties, lambda p: p.logits(x_align), "communicate", deadline_s, log,
                     max_parallel)
 
 
