@@ -275,7 +275,7 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
     kind = infer_kind(model, meta)
     if kind == "image_classifier":
         return ImageClassifierModule(model, tuple(meta.get("class_names") or ()),
-                                     classifier_outputs(model, meta),
+                                     meta.get("outputs"),  # resolved by the module
                                      image_input_shape(model, meta))
     if kind == "language_model":
         length = meta.get("sequence_length") or getattr(model, "sequence_length", None)
