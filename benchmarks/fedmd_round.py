@@ -2,7 +2,7 @@
 
     TFKIT_DATA_DIR=../shared/data uv run python benchmarks/fedmd_round.py --width 0.25
         [--alignment 5000] [--parties 10] [--pretrain 2000] [--micro-batch 16] [--parallel 2]
-        [--json PATH]
+        [--dropout-bits 8] [--json PATH]
 
 Both sides start from the same weights (the paper CNNs, briefly pretrained on MNIST and
 trained on their FEMNIST letters; data from TFKIT_DATA_DIR) and run the same round: logits on
@@ -11,7 +11,9 @@ the alignment set -> mean -> 1 epoch of MAE on the consensus (batch 256) -> 4 pr
 normalizes with its moving statistics (the original side: its logit matcher calls the BN
 layers with `training=False`; scale and offset are still trained).
 Ours: `build_fedmd_process(...).next` (compiled `tf.function` steps, the consensus through a
-local TFF worker), digest gradients accumulated over micro-batches of `--micro-batch` images.
+local TFF worker), digest gradients accumulated over micro-batches of `--micro-batch` images,
+and with `--dropout-bits` 8 or 16 the parties' dropout masks drawn from that many random bits
+per unit (`Party(dropout_bits=...)`; the drop rate rounded to a multiple of 2**-bits).
 Peer: the authors' pattern, `model.predict` + numpy mean + `model_logits.fit` + `model.fit`
 per party, one party after another.
 
@@ -41,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 REVISIT_EPOCHS, PRIVATE_BATCH = 4, 5
 
 
-def make_parties(data, args, weights=None, micro=None):
+def make_parties(data, args, weights=None, micro=None, dropout_bits=None):
     from tfkit.backend import set_seed
     from tfkit.federated.fedmd import Party, client_arrays, paper_cnns
 
@@ -51,7 +53,8 @@ def make_parties(data, args, weights=None, micro=None):
     for i, (cid, model) in enumerate(zip(data.party_ids, models, strict=True)):
         x, y = client_arrays(data.private, cid)
         party = Party(cid, model, x, y, private_batch_size=PRIVATE_BATCH, seed=i,
-                      digest_batch_norm="moving", digest_micro_batch_size=micro)
+                      digest_batch_norm="moving", digest_micro_batch_size=micro,
+                      dropout_bits=dropout_bits)
         if weights is None:
             party.fit_labels(data.public_x[:args.pretrain], data.public_y[:args.pretrain], 1, 128)
             party.train_private(5)
@@ -146,7 +149,8 @@ def child(args) -> dict:
         for parallel in args.ours_parallel:
             # Fresh parties per setting: the dropout layers' random streams live in the traced
             # steps, so equal streams need equal histories (the same warm-up on both).
-            ours = make_parties(data, args, weights, micro=args.micro_batch)
+            ours = make_parties(data, args, weights, micro=args.micro_batch,
+                                dropout_bits=args.dropout_bits)
             fresh = [p.get_state() for p in ours]  # weights, zero Adam state, shuffling state
             warm = build_fedmd_process(ours, x_align[:warmup], alignment_size=warmup,
                                        revisit_epochs=REVISIT_EPOCHS,
@@ -183,6 +187,7 @@ def run_child(args, threads: tuple[int, int] | None, ours_parallel: list[int],
         cmd = [sys.executable, __file__, "--child", str(path), "--width", str(args.width),
                "--alignment", str(args.alignment), "--parties", str(args.parties),
                "--pretrain", str(args.pretrain), "--micro-batch", str(args.micro_batch or 0),
+               "--dropout-bits", str(args.dropout_bits or 0),
                "--ours-parallel", ",".join(map(str, ours_parallel))] + ([] if peer else
                                                                           ["--no-peer"])
         subprocess.run(cmd, env=env, check=True)
@@ -197,6 +202,9 @@ def main() -> int:
     ap.add_argument("--pretrain", type=int, default=2000, help="MNIST images for the warm start")
     ap.add_argument("--micro-batch", type=int, default=16,
                     help="our digest micro-batch (0 = whole batches of 256)")
+    ap.add_argument("--dropout-bits", type=int, default=0, choices=(0, 8, 16),
+                    help="our parties' dropout masks from this many random bits per unit "
+                         "(0 = Keras' float32 draws, as the original side)")
     ap.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
                     help="parties at once on our whole-CPU side (default: the cores)")
     ap.add_argument("--json")
@@ -205,6 +213,7 @@ def main() -> int:
     ap.add_argument("--no-peer", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.micro_batch = args.micro_batch or None
+    args.dropout_bits = args.dropout_bits or None
     if args.child:
         args.ours_parallel = [int(v) for v in args.ours_parallel.split(",") if v]
         Path(args.child).write_text(json.dumps(child(args)))
@@ -222,7 +231,8 @@ def main() -> int:
     ours_one, ours_whole = one["ours_parallel_1"], parallel[f"ours_parallel_{args.parallel}"]
     print(f"\nFedMD round: {args.parties} paper CNNs (width {args.width}), {args.alignment} "
           f"alignment samples, {REVISIT_EPOCHS} private epochs, BatchNorm 'moving' in the "
-          f"digest; ours: digest micro-batch {args.micro_batch or 'none (256)'}; "
+          f"digest; ours: digest micro-batch {args.micro_batch or 'none (256)'}, dropout "
+          f"masks {f'from {args.dropout_bits} bits' if args.dropout_bits else 'by Keras'}; "
           f"{os.cpu_count()} cores\n")
     rows = []
     for name, key in (("seconds per round", "total"), ("  logits + mean", "logits"),

@@ -353,6 +353,9 @@ def test_experiment_config_checks_weights_and_micro_batches():
         fedmd.EXPERIMENT.config("full", ["digest_micro_batch_size=16"])  # full: "batch"
     with pytest.raises(ConfigError, match="max_parallel_parties"):
         fedmd.EXPERIMENT.config("quick", ["max_parallel_parties=0"])
+    assert fedmd.EXPERIMENT.config("quick", ["dropout_bits=8"]).dropout_bits == 8
+    with pytest.raises(ConfigError, match="dropout_bits"):
+        fedmd.EXPERIMENT.config("quick", ["dropout_bits=4"])
 
 
 def test_transfer_resumes_public_pretraining_after_its_last_epoch(tmp_path, monkeypatch):

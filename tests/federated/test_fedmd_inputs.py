@@ -308,3 +308,17 @@ def test_unanswered_workers_stop_the_run_before_transfer_learning(tmp_path, monk
         run_experiment(fedmd.EXPERIMENT, config, tmp_path, log=None)
     assert calls == [["127.0.0.1:9"]]
     assert not list(tmp_path.glob("stages/transfer*"))
+
+
+def test_many_parties_trace_without_retracing_warnings(caplog):
+    # TensorFlow keys its retracing warning by code object; ten parties' steps share theirs.
+    x = np.random.default_rng(0).random((4, 4, 4), dtype=np.float32)
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for i in range(8):
+            model = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(),
+                                      keras.layers.Dense(16)])
+            party = Party(f"p{i}", model, x, np.arange(4), private_batch_size=4)
+            party.train_private(1)
+            party.digest(x, np.zeros((4, 16), np.float32))
+            party.logits(x)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -8,12 +8,14 @@ federated value. Only the class scores on the public alignment set cross TFF.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import numpy as np
 
 from tfkit.backend import keras, tf
+from tfkit.federated.fedmd.bit_dropout import BITS, bit_dropout_calls, dropout_layers
 from tfkit.model_io import ends_in_softmax, takes_pixels, to_model_pixels
 
 __all__ = ["Party", "to_float_images"]
@@ -87,8 +89,16 @@ class Party:
             paper CNNs, one thread: m=16 made a 2-layer CNN's digest 1.3-1.4x faster). Only
             with `digest_batch_norm="moving"` (batch statistics depend on the batch). Dropout
             masks are drawn per micro-batch: the same distribution, other draws.
+        dropout_bits: None (default) leaves the model's `Dropout` layers to Keras (one float32
+            random number per unit). 8 or 16: while this party trains (private epochs and
+            digest), its plain `Dropout` layers draw their masks from that many random bits per
+            unit (`bit_dropout`: 4 or 2 units per 32-bit number), so the digest step runs
+            faster (1/4-width paper CNNs, one thread: 1.3-1.5x with 8 bits); the drop rate is
+            rounded to a multiple of 2**-bits (0.2 -> 0.1992 with 8 bits, exact to 1.5e-5 with
+            16). The model is unchanged (saved and evaluated with Keras' layer); the masks'
+            generator state is part of `get_state`, so a resumed run draws the same masks.
         jit_compile: compile training steps with XLA.
-        seed: seeds this party's shuffling.
+        seed: seeds this party's shuffling (and, with `dropout_bits`, its dropout masks).
 
     Example:
         >>> from tfkit.federated.fedmd import paper_cnn
@@ -103,8 +113,8 @@ class Party:
                  y_private: np.ndarray, *, learning_rate: float = 1e-3,
                  private_batch_size: int = 32, digest_batch_size: int = 256,
                  predict_batch_size: int = 64, digest_batch_norm: str = "batch",
-                 digest_micro_batch_size: int | None = None, jit_compile: bool = False,
-                 seed: int = 0):
+                 digest_micro_batch_size: int | None = None, dropout_bits: int | None = None,
+                 jit_compile: bool = False, seed: int = 0):
         if digest_batch_norm not in ("batch", "moving"):
             raise ValueError(f"digest_batch_norm must be 'batch' or 'moving', got "
                              f"{digest_batch_norm!r}")
@@ -117,6 +127,8 @@ class Party:
             if digest_micro_batch_size < 1:
                 raise ValueError(f"digest_micro_batch_size must be >= 1, got "
                                  f"{digest_micro_batch_size}")
+        if dropout_bits is not None and dropout_bits not in BITS:
+            raise ValueError(f"dropout_bits must be None or one of {BITS}, got {dropout_bits!r}")
         problem = _model_problem(model)
         if problem:
             raise ValueError(f"party {name}: {problem}")
@@ -133,7 +145,12 @@ class Party:
         self.predict_batch_size = predict_batch_size
         self.digest_batch_norm = digest_batch_norm
         self.digest_micro_batch_size = digest_micro_batch_size
+        self.dropout_bits = dropout_bits
         self.seed = seed
+        # One mask generator per redirected Dropout layer (state checkpointed in get_state).
+        self._dropout_layers = dropout_layers(model, dropout_bits) if dropout_bits else []
+        self._dropout_generators = [tf.random.Generator.from_seed(1000 * seed + i)
+                                    for i in range(len(self._dropout_layers))]
         # Two Adam optimizers, as the authors' two compiled models (classifier, logit matcher).
         self.class_optimizer = keras.optimizers.Adam(learning_rate)
         self.digest_optimizer = keras.optimizers.Adam(learning_rate)
@@ -154,8 +171,12 @@ class Party:
 
         def forward(x: tf.Tensor, training: bool) -> tf.Tensor:
             x = to_model_pixels(model, x) if pixels else x  # x: float32 [0, 1] images
-            # float32 scores whatever the model computes in (float64 layers, mixed_float16)
-            return tf.cast(model(x, training=training), tf.float32)
+            masks = bit_dropout_calls(self._dropout_layers, self._dropout_generators,
+                                      dropout_bits) if training and dropout_bits else \
+                contextlib.nullcontext()
+            with masks:  # (open while the step is traced)
+                # float32 scores whatever the model computes in (float64 layers, mixed_float16)
+                return tf.cast(model(x, training=training), tf.float32)
 
         norms = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
 
@@ -221,6 +242,11 @@ class Party:
         def logits_step(x):
             return forward(x, training=False)
 
+        for step in (class_step, digest_step, logits_step):
+            # Each party traces each step once (fixed signatures), but TensorFlow keys its
+            # "frequent retracing" warning by the Python code object, which all parties share:
+            # from the sixth party on it warned about retracing that is not happening.
+            step._omit_frequent_tracing_warning = True
         self._class_step, self._digest_step, self._logits_step = class_step, digest_step, \
             logits_step
 
@@ -318,7 +344,10 @@ class Party:
         return {"model": [np.asarray(w) for w in self.model.get_weights()],
                 "class_optimizer": [v.numpy() for v in self.class_optimizer.variables],
                 "digest_optimizer": [v.numpy() for v in self.digest_optimizer.variables],
-                "rng": json.dumps(self._rng.bit_generator.state)}  # exact shuffling state
+                "rng": json.dumps(self._rng.bit_generator.state),  # exact shuffling state
+                # with dropout_bits: the mask generators' states (absent without)
+                **({"dropout_rng": [g.state.numpy() for g in self._dropout_generators]}
+                   if self._dropout_generators else {})}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.model.set_weights(list(state["model"]))
@@ -330,6 +359,14 @@ class Party:
         rng = rng.item() if isinstance(rng, np.ndarray) else rng
         self._rng.bit_generator.state = json.loads(rng.decode() if isinstance(rng, bytes)
                                                    else rng)
+        if "dropout_rng" in state:  # (states saved without dropout_bits have none)
+            saved = list(state["dropout_rng"])
+            if len(saved) != len(self._dropout_generators):
+                raise ValueError(f"party {self.name}: the state has {len(saved)} dropout mask "
+                                 f"generators, this party {len(self._dropout_generators)} "
+                                 "(saved with another dropout_bits or model?)")
+            for generator, value in zip(self._dropout_generators, saved, strict=True):
+                generator.state.assign(value)
 
     def num_parameters(self) -> int:
         return int(sum(np.prod(w.shape) for w in self.model.trainable_weights))
