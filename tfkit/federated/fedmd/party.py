@@ -93,7 +93,7 @@ class Party:
             random number per unit). 8 or 16: while this party trains (private epochs and
             digest), its plain `Dropout` layers draw their masks from that many random bits per
             unit (`bit_dropout`: 4 or 2 units per 32-bit number), so the digest step runs
-            faster (1/4-width paper CNNs, one thread: 1.3-1.5x with 8 bits); the drop rate is
+            faster (1/4-width paper CNNs, one thread: 1.35-1.65x with 8 bits); the drop rate is
             rounded to a multiple of 2**-bits (0.2 -> 0.1992 with 8 bits, exact to 1.5e-5 with
             16). The model is unchanged (saved and evaluated with Keras' layer); the masks'
             generator state is part of `get_state`, so a resumed run draws the same masks.
