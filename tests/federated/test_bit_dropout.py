@@ -79,6 +79,10 @@ def test_party_steps_draw_bits_and_leave_the_model_to_keras():
     assert "call" not in vars(layer)  # Keras' own call is back once the step is traced
     with pytest.raises(ValueError, match="dropout_bits"):
         _dense_party(4)
+    no_dropout = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(),
+                                   keras.layers.Dense(16)])
+    with pytest.raises(ValueError, match="no plain Dropout layer"):
+        Party("p", no_dropout, np.zeros((2, 4, 4), np.float32), [0, 1], dropout_bits=8)
 
 
 def test_dropout_masks_resume_from_the_party_state():

@@ -9,9 +9,9 @@ multiply instead of a select. The drop probability becomes that rounded value ov
 (rate 0.2: 0.19922 with 8 bits, 0.20000 with 16) and the kept units are scaled by the exact
 inverse of the keep probability, so the layer's output stays unbiased.
 
-`bit_dropout_calls(model, ...)` makes a model's plain `keras.layers.Dropout` layers draw this way
-while a training step is traced (the model itself is unchanged: saved, exported and evaluated
-with Keras' own layer).
+`bit_dropout_calls(dropout_layers(model, bits), generators, bits)` makes a model's plain
+`keras.layers.Dropout` layers draw this way while a training step is traced (the model itself
+is unchanged: saved, exported and evaluated with Keras' own layer).
 """
 
 from __future__ import annotations

@@ -149,6 +149,11 @@ class Party:
         self.seed = seed
         # One mask generator per redirected Dropout layer (state checkpointed in get_state).
         self._dropout_layers = dropout_layers(model, dropout_bits) if dropout_bits else []
+        if dropout_bits and not self._dropout_layers:
+            raise ValueError(
+                f"party {name}: dropout_bits={dropout_bits}, but its model has no plain Dropout "
+                f"layer to draw masks for (one with a nonzero rate, no noise_shape, and a last "
+                f"axis that is a multiple of {32 // dropout_bits}); leave dropout_bits=None")
         self._dropout_generators = [tf.random.Generator.from_seed(1000 * seed + i)
                                     for i in range(len(self._dropout_layers))]
         # Two Adam optimizers, as the authors' two compiled models (classifier, logit matcher).
