@@ -37,8 +37,12 @@ class ModelSpec:
 STRATEGIES = ("default", "mirrored", "tpu")  # `make_strategy`'s names
 
 
-def make_strategy(name: str = "default") -> tf.distribute.Strategy:
-    """"default" (whatever is in scope), "mirrored" (all local GPUs) or "tpu"."""
+def make_strategy(name: str | tf.distribute.Strategy = "default") -> tf.distribute.Strategy:
+    """"default" (whatever is in scope), "mirrored" (all local GPUs) or "tpu"; a
+    `tf.distribute.Strategy` of the user's own (e.g. `MultiWorkerMirroredStrategy`, or a
+    `TPUStrategy` on their resolver) is returned as it is."""
+    if isinstance(name, tf.distribute.Strategy):
+        return name
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -125,13 +129,15 @@ class SmoothedTokenLoss(keras.losses.Loss):
 def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec, *,
              sequence_length: int, epochs: int, directory: str | Path, batch_size: int = 32,
              learning_rate: float = 2e-3, init_from: keras.Model | None = None,
-             strategy: str = "default", mixed: bool = True, seed: int = 0,
+             strategy: str | tf.distribute.Strategy = "default", mixed: bool = True,
+             seed: int = 0,
              label_smoothing: float = 0.0, log: Callable[[str], None] | None = None
              ) -> tuple[DecoderLM, dict]:
     """A new DecoderLM of size `spec` trained on `examples` (optionally warm-started from
-    `init_from`, a model of the same size); returns (model, history). `label_smoothing` > 0
-    keeps the policy from becoming near-deterministic on its training questions; `log` is told
-    when the fit resumes from `directory`."""
+    `init_from`, a model of the same size); returns (model, history). `strategy` is a name of
+    `make_strategy` or a strategy object; each step takes `batch_size` examples per replica.
+    `label_smoothing` > 0 keeps the policy from becoming near-deterministic on its training
+    questions; `log` is told when the fit resumes from `directory`."""
     if not examples:
         raise TfkitError("no fine-tuning examples (every step failed to parse?)")
     x, y, w = encode_examples(examples, tokenizer, sequence_length)
@@ -140,7 +146,8 @@ def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec
         model = build_lm(spec, tokenizer.vocabulary_size, sequence_length)
         if init_from is not None:
             model.set_weights(init_from.get_weights())
-        steps = epochs * int(np.ceil(len(x) / batch_size))
+        global_batch = batch_size * strat.num_replicas_in_sync  # each replica: batch_size
+        steps = epochs * int(np.ceil(len(x) / global_batch))  # the schedule's length
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, steps),
                                                           alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -149,6 +156,6 @@ def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec
                       weighted_metrics=[])
     data = (tf.data.Dataset.from_tensor_slices((x, y, w))
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size * strat.num_replicas_in_sync).prefetch(2))
+            .batch(global_batch).prefetch(2))
     history = fit_resumable(model, data, epochs=epochs, directory=directory, log=log, verbose=0)
     return model, history

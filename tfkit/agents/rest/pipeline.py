@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import tfkit.models  # noqa: F401  (registers DecoderLM for loading)
 from tfkit.agents.autoeval import evaluate_answers, paired_difference, question_set_se
 from tfkit.agents.ranker import OfflineRater
-from tfkit.agents.rest.finetune import ModelSpec, finetune
+from tfkit.agents.rest.finetune import ModelSpec, finetune, make_strategy
 from tfkit.agents.rest.grow import read_jsonl, write_jsonl
 from tfkit.agents.rest.improve import improve
 from tfkit.agents.rest.loop import evaluate_policy, run_generation
@@ -54,6 +54,7 @@ class _Runner:
         self.specs = {"L": ModelSpec(*cfg.l_spec), "S": ModelSpec(*cfg.s_spec),
                       "XS": ModelSpec(*cfg.xs_spec)}
         self._models: dict = {}
+        self._strategy = None
         self.rest_questions = self.world.train[:cfg.train_questions]  # grown, never labelled
 
     def data(self, name: str) -> Path:
@@ -78,9 +79,19 @@ class _Runner:
             self.run.write_text("tokenizer.json", WordTokenizer.fit(texts).to_json())
         return WordTokenizer.from_json(path.read_text())
 
+    @property
+    def strategy(self):
+        """The Config's `tf.distribute` strategy, made once: it fine-tunes every model, holds
+        the loaded ones (built in its scope) and splits rollouts' decode batches across its
+        replicas."""
+        if self._strategy is None:
+            self._strategy = make_strategy(self.cfg.strategy)
+        return self._strategy
+
     def model(self, name: str):
         if name not in self._models:
-            self._models[name] = self.run.load_model(name)
+            with self.strategy.scope():
+                self._models[name] = self.run.load_model(name)
         return self._models[name]
 
     def train(self, name: str, examples_files: str | list[str], size: str, epochs: int,
@@ -100,7 +111,7 @@ class _Runner:
                 learning_rate=(self.cfg.xs_learning_rate if size == "XS"
                                and self.cfg.xs_learning_rate is not None
                                else self.cfg.learning_rate),
-                init_from=self.model(init) if init else None, strategy=self.cfg.strategy,
+                init_from=self.model(init) if init else None, strategy=self.strategy,
                 mixed=self.cfg.mixed_precision, seed=self.cfg.seed,
                 label_smoothing=self.cfg.label_smoothing, log=self.run.log)
             self.run.save_model(model, name, {"kind": "agent_policy", "size": size})
@@ -111,7 +122,8 @@ class _Runner:
         return self.run.stage(f"train_{name}", fn)
 
     def lm(self, name: str) -> KerasLM:
-        return KerasLM(self.model(name), self.tokenizer(), jit_compile=self.cfg.jit_compile)
+        return KerasLM(self.model(name), self.tokenizer(), strategy=self.strategy,
+                       jit_compile=self.cfg.jit_compile)
 
     def evaluate(self, name: str, size: str, dev: bool = True, self_checks: bool = True) -> dict:
         def fn():
