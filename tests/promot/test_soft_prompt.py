@@ -164,3 +164,24 @@ def test_text_longer_than_the_gpt2_position_table_is_a_clear_error(positions, fi
         tf.TensorSpec([None, None], tf.int32)])  # length unknown when traced
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{fits} positions for text"):
         step(tf.ones([1, fits + 1], tf.int32))
+
+
+def test_prompt_file_follows_the_precision_policy_it_is_loaded_under(tmp_path):
+    from tfkit.backend import keras
+
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")  # a prompt trained on a GPU
+    try:
+        prompt = SoftPrompt(2)
+        prompt.build((None, None, 4))
+        path = prompt.save_prompt(tmp_path / "p.npz")
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+    loaded = SoftPrompt.load_prompt(path)  # used in a float32 model
+    assert loaded.compute_dtype == "float32"  # was float16: the text's embeddings rounded
+    x = tf.random.normal([1, 3, 4])
+    out = loaded(x)
+    assert out.dtype == tf.float32
+    np.testing.assert_array_equal(out[:, 2:].numpy(), x.numpy())
+    np.testing.assert_array_equal(out[0, :2].numpy(), prompt.prompt.numpy())
+    assert SoftPrompt.load_prompt(path, dtype="mixed_float16").compute_dtype == "float16"

@@ -267,3 +267,71 @@ def test_train_lm_names_token_ids_outside_the_vocabulary(tiny_lm, world_tasks_to
     with pytest.raises(ValueError, match=f"token ids up to {top}.*vocabulary of {top} "):
         train_lm(PromptedLM(lm), lm.trainable_variables, data, steps=1, batch_size=4,
                  optimizer=make_optimizer("adam", 1e-3, 1), checkpoint_dir=tmp_path)
+
+
+def test_answer_loss_of_float16_logits_does_not_overflow():
+    # a "mixed_float16" model's logits: 8000 answer tokens of loss ~12 sum past float16's 65504
+    logits = tf.tile(tf.constant([[[0.0, 12.0]]], tf.float16), [1, 8000, 1])
+    loss = answer_loss(logits, tf.zeros([1, 8000], tf.int32), tf.ones([1, 8000]))
+    assert loss.dtype == tf.float32
+    np.testing.assert_allclose(loss.numpy(), 12.0, rtol=1e-3)
+
+
+_TWO_REPLICAS = """
+import json, tempfile
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+from tfkit.backend import set_seed
+from tfkit.models import DecoderLM
+from tfkit.promot import (TuningConfig, WordTokenizer, lm_arrays, make_tasks, make_world, promot,
+                          sample_episode)
+world = make_world(0)
+tasks, tok = make_tasks(world), WordTokenizer(world.vocabulary())
+rng = np.random.default_rng(0)
+data = lm_arrays([sample_episode(tasks["entail"], 0, rng) for _ in range(16)], tok, 16,
+                 loss_on="query")
+cfg = TuningConfig(prompt_tokens=4, prompt_steps=3, model_steps=3, batch_size=8)
+def build():
+    set_seed(0)
+    return DecoderLM(vocabulary_size=tok.vocabulary_size, sequence_length=32, num_layers=1,
+                     hidden_dim=16, num_heads=2, intermediate_dim=32)
+def trained(lm):
+    prompt = promot(lm, data, cfg, tempfile.mkdtemp())
+    return [prompt.prompt.numpy().tolist()] + [w.tolist() for w in lm.get_weights()]
+out = {"one": trained(build())}
+with two.scope():
+    lm = build()
+    out["two"] = trained(lm)
+out["variable"] = type(lm.weights[0]).__name__
+lm = build()  # outside the scope
+with two.scope():
+    try:
+        trained(lm)
+        out["outside"] = "no error"
+    except ValueError as e:
+        out["outside"] = str(e)
+print("RESULT", json.dumps(out))
+"""
+
+
+def test_promot_under_two_replicas_equals_one_replica(tmp_path):
+    # a user's MirroredStrategy scope (two logical CPUs, so a fresh process): each step's batch
+    # is split across the replicas, giving the same prompt and weights as one replica
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTEROP_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=tmp_path)
+    lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    out = json.loads(lines[0][len("RESULT "):])
+    assert out["variable"] == "MirroredVariable"
+    for a, b in zip(out["two"], out["one"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert "created outside its scope" in out["outside"]

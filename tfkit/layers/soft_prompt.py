@@ -151,10 +151,15 @@ class SoftPrompt(keras.layers.Layer):
 
     @classmethod
     def load_prompt(cls, path: str | os.PathLike, **overrides) -> SoftPrompt:
-        """A built `SoftPrompt` holding the vectors saved by `save_prompt`."""
+        """A built `SoftPrompt` holding the vectors saved by `save_prompt`.
+
+        The layer follows the precision policy it is loaded under (a prompt trained under
+        "mixed_float16" computes in float32 in a float32 model), unless `dtype=` is given."""
         try:
             with np.load(path) as data:
-                config = {**json.loads(str(data["config"])), **overrides}
+                saved = json.loads(str(data["config"]))
+                saved.pop("dtype", None)  # the policy of the process that saved it
+                config = {**saved, **overrides}
                 values = data["prompt"]
         except FileNotFoundError:
             raise

@@ -27,10 +27,17 @@ SCHEDULES = ("cosine", "constant")  # Adam's learning-rate schedules
 
 
 def answer_loss(logits: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """Mean cross-entropy over the tokens whose weight is non-zero (the answers)."""
-    ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+    """Mean cross-entropy (float32) over the tokens whose weight is non-zero (the answers)."""
+    ce = _token_losses(logits, targets)
     weights = tf.cast(weights, ce.dtype)
     return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def _token_losses(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy per token in float32 (float16 logits of a "mixed_float16" model would
+    overflow when summed over a batch's answer tokens)."""
+    return keras.losses.sparse_categorical_crossentropy(targets, tf.cast(logits, tf.float32),
+                                                        from_logits=True)
 
 
 def make_optimizer(name: str, learning_rate: float, steps: int, warmup: int = 0,
@@ -74,13 +81,19 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
     returns the same history and weights as an uninterrupted run. A folder written for another
     model or prompt is refused with a ValueError.
 
+    Called inside a `tf.distribute` strategy's scope (`with strategy.scope():`, the model, prompt
+    and optimizer created in it), each step splits its `batch_size` examples across the
+    replicas and averages the loss over the whole batch's answer tokens, so two replicas give
+    the same steps, schedule and weights as one.
+
     Args:
         model: a token-ids → logits model (e.g. a `PromptedLM`), or {task: model}.
         variables: the variables to train (the others stay frozen).
         data: `lm_arrays` output (`x`, `y`, `w` of one shape [examples, length]), or
             {task: arrays} matching `model`.
         steps: total optimizer steps (a resumed run continues up to it).
-        batch_size: examples per step, drawn with a generator seeded by (seed, step).
+        batch_size: examples per step (all replicas together), drawn with a generator seeded by
+            (seed, step).
         optimizer: e.g. `make_optimizer(...)`.
         checkpoint_dir: folder of this run's checkpoint.
         seed: batch order.
@@ -93,6 +106,13 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
     names = list(models)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+    if strategy is not None:
+        _check_strategy(strategy, variables, optimizer, batch_size)
+    elif any(isinstance(v, tf.distribute.DistributedValues) for v in variables):
+        raise ValueError("the variables to train were created under a tf.distribute strategy: "
+                         "call train_lm (or promot, tune_model, ...) inside "
+                         "`with strategy.scope():` as well")
     for name in names:
         what = f"data[{name!r}]" if name else "data"
         datasets[name] = _as_arrays(datasets[name], what)
@@ -112,9 +132,10 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
     else:  # the starting point: rerunning after a Ctrl-C in the same process restores it
         log_state.assign(json.dumps({"history": history, "window": window}))
         manager.save(checkpoint_number=0)
-    steps_fns = {name: _train_step(models[name], variables, optimizer) for name in names}
-    while int(step) < steps:
-        i = int(step)
+    steps_fns = {name: _train_step(models[name], variables, optimizer, strategy)
+                 for name in names}
+    while int(step.numpy()) < steps:
+        i = int(step.numpy())
         name = names[i % len(names)]
         arrays = datasets[name]
         rows = np.random.default_rng([seed, i]).integers(len(arrays["x"]), size=batch_size)
@@ -213,8 +234,30 @@ def _check_arrays(model: keras.Model, arrays: Mapping[str, np.ndarray], what: st
                          "the data with the model's own tokenizer")
 
 
+def _check_strategy(strategy: tf.distribute.Strategy, variables: Sequence[tf.Variable],
+                    optimizer: keras.optimizers.Optimizer, batch_size: int) -> None:
+    """Clear errors for training under `strategy` what was made outside its scope."""
+    outside = [v.name for v in variables if not strategy.extended.variable_created_in_scope(v)]
+    if outside:
+        raise ValueError(f"train_lm runs under a {type(strategy).__name__}, but "
+                         f"{len(outside)} of the variables to train (e.g. {outside[0]!r}) were "
+                         "created outside its scope: build the model (and load or create the "
+                         "prompt) inside `with strategy.scope():` too")
+    if getattr(optimizer, "_distribution_strategy", strategy) is not strategy:
+        raise ValueError(f"train_lm runs under a {type(strategy).__name__}, but the optimizer "
+                         "was created outside its scope: create it inside "
+                         "`with strategy.scope():` too")
+    if batch_size < strategy.num_replicas_in_sync:
+        raise ValueError(f"batch_size {batch_size} (examples per step, all replicas together) "
+                         f"is smaller than the {strategy.num_replicas_in_sync} replicas")
+
+
 def _train_step(model: keras.Model, variables: Sequence[tf.Variable],
-                optimizer: keras.optimizers.Optimizer) -> Callable:
+                optimizer: keras.optimizers.Optimizer,
+                strategy: tf.distribute.Strategy | None = None) -> Callable:
+    if strategy is not None:
+        return _distributed_train_step(model, variables, optimizer, strategy)
+
     @tf.function(reduce_retracing=True)
     def step(x, y, w):
         with tf.GradientTape() as tape:
@@ -222,5 +265,37 @@ def _train_step(model: keras.Model, variables: Sequence[tf.Variable],
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
+
+    return step
+
+
+def _distributed_train_step(model: keras.Model, variables: Sequence[tf.Variable],
+                            optimizer: keras.optimizers.Optimizer,
+                            strategy: tf.distribute.Strategy) -> Callable:
+    """One step of a global batch split across `strategy`'s replicas: each replica's loss is its
+    answer tokens' cross-entropy over the *whole* batch's answer-token count, and the optimizer
+    sums the replicas' gradients, so the step equals `answer_loss` on the whole batch."""
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(x, y, w, total):
+        with tf.GradientTape() as tape:
+            ce = _token_losses(model(x, training=True), y)
+            loss = tf.reduce_sum(ce * tf.cast(w, ce.dtype)) / total
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def run(x, y, w, total):
+        losses = strategy.run(replica_step, args=(x, y, w, total))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def step(x, y, w):
+        total = tf.constant(max(float(np.sum(w, dtype=np.float64)), 1.0), tf.float32)
+        shards = [np.array_split(a, replicas) for a in (x, y, w)]
+        values = [strategy.experimental_distribute_values_from_function(
+            lambda ctx, parts=parts: tf.constant(parts[ctx.replica_id_in_sync_group]))
+            for parts in shards]
+        return run(*values, total)
 
     return step
