@@ -228,6 +228,33 @@ def test_a_model_ending_in_softmax_serves_its_own_probabilities(tmp_path):
         export_saved_model(model, {"outputs": "probs"}, tmp_path / "typo" / "1")
 
 
+
+def test_a_mixed_precision_model_serves_float32_outputs(tmp_path):
+    """Trained under mixed_float16 (its logits come out float16): the signatures still serve
+    the documented float32 `logits` / `probabilities` (and an LM's logits)."""
+    from tfkit.backend import keras
+    from tfkit.export import export_saved_model
+    from tfkit.models import DecoderLM
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _users_classifier([])
+        lm = DecoderLM(vocabulary_size=12, sequence_length=6, num_layers=1, hidden_dim=8,
+                       num_heads=2, intermediate_dim=16)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 1)).astype(np.uint8)
+    out = export_saved_model(model, {}, tmp_path / "half" / "1")
+    served = tf.saved_model.load(str(out)).signatures["serving_default"](
+        images=tf.constant(pixels))
+    assert served["logits"].dtype == served["probabilities"].dtype == tf.float32
+    want = model(pixels.astype(np.float32) / 255.0).numpy().astype(np.float32)
+    np.testing.assert_allclose(served["logits"].numpy(), want, atol=1e-6)
+    out = export_saved_model(lm, {"sequence_length": 6}, tmp_path / "lm" / "1")
+    lm_out = tf.saved_model.load(str(out)).signatures["serving_default"](
+        token_ids=tf.constant([[3, 4, 0]]))
+    assert lm_out["logits"].dtype == lm_out["next_token_logits"].dtype == tf.float32
+
 def test_cli_parity_of_a_pixel_model_is_against_keras_on_its_pixels(tmp_path, capsys):
     """The card's held-out accuracy is the model's, not that of pixels scaled twice."""
     from tfkit.backend import keras

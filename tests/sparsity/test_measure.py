@@ -112,6 +112,24 @@ def test_monitor_logs_over_steps_and_writes_tensorboard(tmp_path):
     assert "sparsity/test/block_1" in events and "sparsity/train/mean" in events
 
 
+
+@pytest.mark.parametrize("steps_per_execution, steps", [(1, [0, 2, 4, 6, 8, 10]),
+                                                        (3, [0, 3, 6, 9, 10])])
+def test_monitor_steps_are_optimizer_steps_under_steps_per_execution(steps_per_execution,
+                                                                     steps):
+    # compile(steps_per_execution=n) calls the batch hooks once per n steps: the monitor
+    # must still count (and label its probes with) optimizer steps
+    inputs = keras.Input((5, 8))
+    pooled = keras.layers.GlobalAveragePooling1D()(FeedForward(16, name="mlp")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(pooled))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=steps_per_execution)
+    x = np.random.default_rng(0).random((20, 5, 8)).astype("float32")
+    monitor = SparsityMonitor({"test": x[:4]}, every_n_steps=2)
+    model.fit(x, np.arange(20) % 3, batch_size=2, callbacks=[monitor], verbose=0)  # 10 steps
+    assert int(model.optimizer.iterations.numpy()) == 10
+    assert [h["step"] for h in monitor.history] == steps  # probes where a multiple of 2 passed
+
 def test_flops_dense_vs_top_k():
     dense = mlp_flops(tokens=10, hidden_dim=8, intermediate_dim=32)
     assert dense.first == dense.second == 2 * 10 * 8 * 32

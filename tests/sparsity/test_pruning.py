@@ -55,3 +55,25 @@ def test_prune_neurons_drops_the_laziest_and_keeps_the_function():
     train = tf.data.Dataset.from_tensor_slices((x, rng.integers(0, 10, 32))).batch(16)
     tuned = prune_neurons_and_finetune(model, train, epochs=1, sparsity=0.5, probe_batches=1)
     assert tuned.get_config()["intermediate_dim"] == 32
+
+
+def test_prune_and_finetune_counts_the_steps_of_a_dataset_of_unknown_size(monkeypatch):
+    # a filtered (or generator) dataset has cardinality UNKNOWN (-2): the schedule must still
+    # reach the target at 70 % of the real steps, not at step 1
+    import tfkit.sparsity.on_device as on_device
+
+    seen, real = [], on_device.prune_mlps
+
+    def spy(model, sparsity, begin_step, end_step, block_size):
+        seen.append(end_step)
+        return real(model, sparsity, begin_step=begin_step, end_step=end_step,
+                    block_size=block_size)
+
+    monkeypatch.setattr(on_device, "prune_mlps", spy)
+    model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=8, num_heads=2,
+                intermediate_dim=16, channels=1, activation="relu", num_classes=3)
+    x, y = np.zeros((20, 8, 8, 1), "float32"), np.arange(20) % 3
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)  # 5 batches an epoch
+    for data in (train, train.filter(lambda a, b: True)):
+        prune_and_finetune(model, data, epochs=2, sparsity=0.5)
+    assert seen == [7, 7]  # 70 % of 10 steps, with and without a known size

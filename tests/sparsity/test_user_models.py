@@ -12,6 +12,8 @@ from tfkit.sparsity import (
     SparsityMonitor,
     dead_fraction,
     gathered_top_k,
+    latency_ms,
+    max_abs_diff,
     nonzero_fraction,
     predict_tflite,
     to_tflite,
@@ -110,6 +112,17 @@ def test_static_batch_tflite_of_a_subclassed_model():
     with pytest.raises(ValueError, match="call the model"):
         to_tflite(_Subclassed(), batch_size=1)
 
+
+
+def test_a_static_batch_above_1_predicts_and_checks_parity():
+    # to_tflite(batch_size=2): the shapes are folded for 2 rows, so the interpreter cannot be
+    # resized to batch 1; rows run in groups of 2 (5 rows: the last group padded)
+    model = _mlp_model()
+    x = np.random.default_rng(0).random((5, 5, 8)).astype("float32")
+    for flat in (to_tflite(model, batch_size=2), to_tflite(gathered_top_k(model), batch_size=2)):
+        np.testing.assert_allclose(predict_tflite(flat, x), model(x).numpy(), atol=1e-5)
+        assert max_abs_diff(model, flat, x) <= 1e-5
+        assert set(latency_ms(flat, x[:1], runs=2, warmup=1)) == {"median_ms", "p90_ms"}
 
 def test_gathered_top_k_of_a_subclassed_model_is_a_clear_error():
     model = _Subclassed()

@@ -54,6 +54,8 @@ def image_input_shape(model: Any, meta: dict) -> tuple[int, int, int]:
 
 
 def _outputs_to_logits(outputs: tf.Tensor, outputs_kind: str) -> tf.Tensor:
+    # float32 as documented, also for a mixed-precision model (float16 / bfloat16 outputs)
+    outputs = tf.cast(outputs, tf.float32)
     if outputs_kind == "probabilities":  # the model ends in softmax: serve log-probabilities
         return tf.math.log(tf.maximum(outputs, 1e-12))
     return outputs
@@ -192,7 +194,7 @@ class LanguageModelModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
         def serving_default(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
             token_ids = check(token_ids)
-            logits = model(token_ids, training=False)
+            logits = tf.cast(model(token_ids, training=False), tf.float32)  # also mixed precision
             real = tf.cast(tf.not_equal(token_ids, pad_id), tf.int32)
             length = tf.shape(token_ids)[1]
             last = length - 1 - tf.argmax(tf.reverse(real, [1]), axis=1, output_type=tf.int32)

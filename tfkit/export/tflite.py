@@ -267,10 +267,15 @@ class TFLiteModel:
             self.interpreter = make_interpreter(content, num_threads, xnnpack)
             self.interpreter.allocate_tensors()
             inputs = self.interpreter.get_input_details()
-            if len(inputs) == 1 and inputs[0]["shape"][0] != 1:  # rows run at batch 1
-                self.interpreter.resize_tensor_input(inputs[0]["index"],
-                                                     (1, *inputs[0]["shape"][1:]))
-                self.interpreter.allocate_tensors()
+            self.batch_size = 1  # rows per invoke
+            if len(inputs) == 1 and inputs[0]["shape"][0] != 1:
+                signature = inputs[0].get("shape_signature", inputs[0]["shape"])
+                if len(signature) and signature[0] == -1:  # a dynamic batch: run at batch 1
+                    self.interpreter.resize_tensor_input(inputs[0]["index"],
+                                                         (1, *inputs[0]["shape"][1:]))
+                    self.interpreter.allocate_tensors()
+                elif len(signature):  # converted at a static batch (shapes folded for it)
+                    self.batch_size = max(1, int(inputs[0]["shape"][0]))
         except (ValueError, RuntimeError) as e:
             raise TFLiteModelError(f"{self.origin} cannot run on this interpreter: "
                                    f"{str(e).strip().splitlines()[0]}") from None
@@ -307,7 +312,8 @@ class TFLiteModel:
         return x.astype(self.input_dtype)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Runs each row of `x` (model-domain values, e.g. float32 [0, 1] images) at batch 1;
+        """Runs each row of `x` (model-domain values, e.g. float32 [0, 1] images) at batch 1
+        (a model converted at a static batch b > 1: in groups of b, the last one padded);
         quantized inputs are quantized here and outputs dequantized to float32. Integer `x` is
         taken only in the model's own input dtype (already quantized); other integers, e.g.
         uint8 pixels, raise `TFLiteModelError`."""
@@ -321,16 +327,24 @@ class TFLiteModel:
         if not len(q):  # no rows: no outputs, in the output's shape
             return np.zeros((0, *self._output["shape"][1:]), np.float32)
         results = []
-        for i in range(len(q)):
-            self.interpreter.set_tensor(self._input["index"], q[i:i + 1])
+        for i in range(0, len(q), self.batch_size):
+            rows = q[i:i + self.batch_size]
+            self.interpreter.set_tensor(self._input["index"], self._padded(rows))
             self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self._output["index"])
+            y = self.interpreter.get_tensor(self._output["index"])[:len(rows)]
             results.append((y.astype(np.float32) - out_zero) * out_scale if out_scale else y)
         return np.concatenate(results).astype(np.float32)
 
     def invoke(self, x: np.ndarray | None = None) -> None:
-        """One batch-1 `invoke()`, after setting the first row of `x` as input if given (for
-        timing: set the input once, then call `invoke()` repeatedly)."""
+        """One batch-1 `invoke()` (batch b for a model converted at a static batch b), after
+        setting the first row(s) of `x` as input if given (for timing: set the input once,
+        then call `invoke()` repeatedly)."""
         if x is not None:
-            self.interpreter.set_tensor(self._input["index"], self._prepare(np.asarray(x)[:1]))
+            rows = self._prepare(np.asarray(x)[:self.batch_size])
+            self.interpreter.set_tensor(self._input["index"], self._padded(rows))
         self.interpreter.invoke()
+
+    def _padded(self, rows: np.ndarray) -> np.ndarray:
+        """`rows` filled up to the interpreter's batch by repeating the last row."""
+        missing = self.batch_size - len(rows)
+        return np.concatenate([rows, np.repeat(rows[-1:], missing, axis=0)]) if missing else rows

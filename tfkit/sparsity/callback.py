@@ -25,6 +25,8 @@ class SparsityMonitor(keras.callbacks.Callback):
         data: {split name: inputs} to probe, e.g. {"train": x_train[:256], "test": x_test[:256]}
             (arrays, (x, y) tuples or tf.data datasets; keep them small: one probe per call).
         every_n_steps: probe interval in optimizer steps (also probes at step 0 and at the end).
+            With `compile(steps_per_execution=n)` the model can only be probed between
+            executions: after each one that passed a multiple, labelled with its real step.
         log_dir: TensorBoard log folder (None = no summaries).
         pad_id: token id to exclude (see `nonzero_fraction`).
         max_batches: batches of each split per probe.
@@ -58,6 +60,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         self.history: list[dict] = []
         self._step = 0
         self._last = -1
+        self._batch_begin: int | None = None
         self._writer = None
 
     def _probe(self) -> None:
@@ -98,9 +101,18 @@ class SparsityMonitor(keras.callbacks.Callback):
         if not resumed or self._step % self.every_n_steps == 0:  # as an uninterrupted fit
             self._probe()
 
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._batch_begin = batch
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._step += 1
-        if self._step % self.every_n_steps == 0:
+        # Keras calls the batch hooks once per execution: with compile(steps_per_execution=n)
+        # `batch` is the last of n steps, so count optimizer steps from the begin/end pair and
+        # probe after every execution that passed a multiple of every_n_steps
+        before = self._step
+        first = batch if self._batch_begin is None else self._batch_begin
+        self._step += max(1, batch - first + 1)
+        self._batch_begin = None
+        if self._step // self.every_n_steps > before // self.every_n_steps:
             self._probe()
 
     def on_train_end(self, logs: dict | None = None) -> None:

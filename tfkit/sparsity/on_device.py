@@ -30,9 +30,16 @@ def prune_and_finetune(model: keras.Model, train: tf.data.Dataset, epochs: int =
     """Block-prunes the MLP kernels of `model` to `sparsity` while fine-tuning on `train`.
 
     The polynomial schedule reaches `sparsity` after 70 % of the steps; the rest recovers
-    accuracy at the final sparsity. Returns the stripped (plain Keras) model.
+    accuracy at the final sparsity. `train` is a finite dataset (one of unknown size, e.g.
+    filtered, is counted with one pass). Returns the stripped (plain Keras) model.
     """
-    steps = int(train.cardinality().numpy()) * max(1, epochs)
+    per_epoch = int(train.cardinality().numpy())
+    if per_epoch == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("prune_and_finetune trains whole epochs of `train`, which repeats "
+                         "forever; pass a finite dataset (without .repeat())")
+    if per_epoch == tf.data.UNKNOWN_CARDINALITY:  # filtered / generator data: count one pass
+        per_epoch = int(train.reduce(tf.constant(0, tf.int64), lambda n, *_: n + 1).numpy())
+    steps = per_epoch * max(1, epochs)
     pruned = prune_mlps(model, sparsity, begin_step=0, end_step=max(1, int(0.7 * steps)),
                         block_size=block_size)
     compile_classifier(pruned, learning_rate)
