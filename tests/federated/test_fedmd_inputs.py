@@ -100,6 +100,55 @@ def test_party_takes_a_model_that_computes_in_another_float_type():
     assert np.isfinite(micro.digest(X, micro.logits(X)))
 
 
+def _model_under(policy: str, scale: float = 2.0 ** -23) -> keras.Model:  # exact in float16
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = keras.Sequential([keras.Input((16, 16)), keras.layers.Flatten(),
+                                 keras.layers.Dense(8), keras.layers.Rescaling(scale),
+                                 keras.layers.Dense(5)])
+        rng = np.random.default_rng(0)  # the same weights under either policy
+        model.set_weights([rng.uniform(-0.5, 0.5, w.shape) for w in model.get_weights()])
+        return model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_float16_party_scales_its_loss_as_keras_fit_does():
+    """Under mixed_float16 the backward pass runs in float16, where values below 6e-8 are 0:
+    below the Rescaling(2**-23) each image's gradients are ~1e-9, the first layer's (summed over
+    images and pixels 0..255) ~8e-7, above Adam's epsilon. `model.fit` scales the loss
+    (LossScaleOptimizer); the party did not, and its first layer never moved. Now it moves as
+    the float32 model's does; the loss scales are part of the party state."""
+    pixels = X * 255  # floats are used as they are
+    target = RNG.normal(size=(10, 5)).astype(np.float32)
+    moves = {}
+    for policy in ("float32", "mixed_float16"):
+        party = Party("p", _model_under(policy), pixels, Y)
+        first = party.model.get_weights()[0].copy()
+        party.train_private(1)
+        trained = party.model.get_weights()[0].copy()
+        party.digest(pixels, target)
+        moves[policy] = [np.median(np.abs(trained - first)),
+                         np.median(np.abs(party.model.get_weights()[0] - trained))]
+    assert min(moves["float32"]) > 5e-5  # both steps move the first layer
+    np.testing.assert_allclose(moves["mixed_float16"], moves["float32"], rtol=0.2)  # were 0, 0
+    assert party.loss_scaling and party.model.compute_dtype == "float16"
+    state = party.get_state()
+    resumed = Party("p", _model_under("mixed_float16"), pixels, Y, digest_batch_norm="moving",
+                    digest_micro_batch_size=4)
+    resumed.class_optimizer.dynamic_counter.assign(7)
+    resumed.set_state(state)
+    assert int(resumed.class_optimizer.dynamic_counter) == 1  # one step since the start
+    assert float(resumed.digest_optimizer.loss_scale) == float(party.digest_optimizer.loss_scale)
+    before = resumed.model.get_weights()[0].copy()
+    assert np.isfinite(resumed.digest(pixels, target))  # scaled micro-batch gradients
+    assert np.median(np.abs(resumed.model.get_weights()[0] - before)) > 5e-5
+    plain = Party("p", _mlp(5), X, Y)
+    assert not plain.loss_scaling and "loss_scale" not in plain.get_state()
+    with pytest.raises(ValueError, match="loss scale"):
+        plain.set_state({**plain.get_state(), "loss_scale": state["loss_scale"]})
+
+
 def test_party_gives_a_model_that_scales_its_own_pixels_the_pixels():
     """A uint8 Input (given [0, 1] floats, Keras' cast made every pixel 0) or a first
     Rescaling(1/255) (scaled twice) reads 0..255: the party's steps hand it those."""

@@ -157,8 +157,16 @@ class Party:
         self._dropout_generators = [tf.random.Generator.from_seed(1000 * seed + i)
                                     for i in range(len(self._dropout_layers))]
         # Two Adam optimizers, as the authors' two compiled models (classifier, logit matcher).
-        self.class_optimizer = keras.optimizers.Adam(learning_rate)
-        self.digest_optimizer = keras.optimizers.Adam(learning_rate)
+        # A model that computes in float16 (mixed_float16) gets dynamic loss scaling, as
+        # `model.fit` does: float16 gradients below ~6e-8 would otherwise be zero.
+        self.loss_scaling = any(getattr(layer, "compute_dtype", None) == "float16"
+                                for layer in (model, *model.submodules))
+
+        def adam() -> keras.optimizers.Optimizer:
+            opt = keras.optimizers.Adam(learning_rate)
+            return keras.mixed_precision.LossScaleOptimizer(opt) if self.loss_scaling else opt
+
+        self.class_optimizer, self.digest_optimizer = adam(), adam()
         for opt in (self.class_optimizer, self.digest_optimizer):  # slots exist from the start,
             opt.build(model.trainable_variables)  # so checkpoints always have one structure
         self._rng = np.random.default_rng(seed)
@@ -200,18 +208,25 @@ class Party:
                 for m, flag in zip(norms, flags, strict=True):
                     m.trainable = flag
 
+        def scaled(opt, loss):  # the loss times the optimizer's loss scale (mixed precision)
+            return opt.get_scaled_loss(loss) if self.loss_scaling else loss
+
+        def unscaled(opt, grads):
+            return opt.get_unscaled_gradients(grads) if self.loss_scaling else grads
+
         @tf.function(jit_compile=jit_compile, input_signature=[x_spec, y_spec], autograph=False)
         def class_step(x, y):
             with tf.GradientTape() as tape:
                 loss = ce(y, forward(x, training=True)) + regularization()
-            grads = tape.gradient(loss, variables)
+                scaled_loss = scaled(self.class_optimizer, loss)
+            grads = unscaled(self.class_optimizer, tape.gradient(scaled_loss, variables))
             self.class_optimizer.apply_gradients(zip(grads, variables, strict=True))
             return loss
 
         def digest_gradients(x, target):
             with tf.GradientTape() as tape:
                 mae = tf.reduce_mean(tf.abs(digest_forward(x) - target))
-                loss = mae + regularization()
+                loss = scaled(self.digest_optimizer, mae + regularization())
             return tape.gradient(loss, variables), mae
 
         def micro_batch_gradients(x, target):
@@ -240,6 +255,7 @@ class Party:
         def digest_step(x, target):
             grads, mae = (digest_gradients if digest_micro_batch_size is None
                           else micro_batch_gradients)(x, target)
+            grads = unscaled(self.digest_optimizer, grads)  # (scaled: summed as they are)
             self.digest_optimizer.apply_gradients(zip(grads, variables, strict=True))
             return mae
 
@@ -345,14 +361,23 @@ class Party:
     # -- state (for checkpoints) -----------------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
-        """Model weights and both optimizers' slots, as numpy arrays."""
+        """Model weights and both optimizers' slots (and loss scales: mixed_float16), as numpy
+        arrays."""
         return {"model": [np.asarray(w) for w in self.model.get_weights()],
                 "class_optimizer": [v.numpy() for v in self.class_optimizer.variables],
                 "digest_optimizer": [v.numpy() for v in self.digest_optimizer.variables],
                 "rng": json.dumps(self._rng.bit_generator.state),  # exact shuffling state
                 # with dropout_bits: the mask generators' states (absent without)
                 **({"dropout_rng": [g.state.numpy() for g in self._dropout_generators]}
-                   if self._dropout_generators else {})}
+                   if self._dropout_generators else {}),
+                # mixed precision: both optimizers' dynamic loss scale and good-step counter
+                **({"loss_scale": np.array([v for opt in self._optimizers()
+                                            for v in (float(opt.loss_scale),
+                                                      float(opt.dynamic_counter.numpy()))])}
+                   if self.loss_scaling else {})}
+
+    def _optimizers(self) -> tuple[Any, Any]:
+        return self.class_optimizer, self.digest_optimizer
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.model.set_weights(list(state["model"]))
@@ -372,6 +397,15 @@ class Party:
                                  "(saved with another dropout_bits or model?)")
             for generator, value in zip(self._dropout_generators, saved, strict=True):
                 generator.state.assign(value)
+        if "loss_scale" in state:  # (states of float32 models, or saved before, have none)
+            if not self.loss_scaling:
+                raise ValueError(f"party {self.name}: the state has a loss scale (saved from a "
+                                 "mixed_float16 model), this party's model computes in "
+                                 f"{self.model.compute_dtype}")
+            values = np.asarray(state["loss_scale"], np.float64).reshape(2, 2)
+            for opt, (scale, counter) in zip(self._optimizers(), values, strict=True):
+                opt._loss_scale.current_loss_scale.assign(scale)  # (a variable)
+                opt.dynamic_counter.assign(int(counter))
 
     def num_parameters(self) -> int:
         return int(sum(np.prod(w.shape) for w in self.model.trainable_weights))
