@@ -2,9 +2,10 @@
 evaluators, the exporters and FedMD's parties share.
 
 tfkit's image models read float32 [0, 1] NHWC images. A user's model may instead scale 0..255
-pixels itself: its Input is uint8, or its first layer is a `keras.layers.Rescaling` that maps
-pixels down (|scale| <= 1/100: 1/255, or 1/127.5 with offset -1). A first `Rescaling` with a
-larger scale (e.g. `Rescaling(2, offset=-1)`: [0, 1] -> [-1, 1]) reads [0, 1] images.
+pixels itself: its Input is uint8, or its first layer (after any augmentation or resizing
+layers, in a nested preprocessing model too) is a `keras.layers.Rescaling` that maps pixels
+down (|scale| <= 1/100: 1/255, or 1/127.5 with offset -1). A first `Rescaling` with a larger
+scale (e.g. `Rescaling(2, offset=-1)`: [0, 1] -> [-1, 1]) reads [0, 1] images.
 
     >>> from tfkit.backend import keras
     >>> pixels = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Rescaling(1 / 255)])
@@ -35,17 +36,44 @@ def uint8_input(model: Any) -> bool:
     return len(inputs) == 1 and inputs[0].dtype == tf.uint8
 
 
+# Layers that move, crop, resize or jitter pixels but keep their scale: a `Rescaling` after
+# them (augmentation before scaling, as in Keras' image tutorials) still reads 0..255 pixels.
+_SCALE_KEEPING = tuple(getattr(keras.layers, name) for name in (
+    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomCrop",
+    "RandomHeight", "RandomWidth", "RandomContrast", "RandomBrightness", "Resizing",
+    "CenterCrop"))
+
+
+def _leading_rescaling(model: Any) -> Any:
+    """The model's first `Rescaling`, if only scale-keeping layers come before it (looking into
+    nested models, e.g. a preprocessing `Sequential`); None when it meets another layer first.
+    Returns `...` when the whole model keeps the scale (the caller looks further)."""
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.InputLayer, *_SCALE_KEEPING)):
+            continue
+        if isinstance(layer, keras.layers.Rescaling):
+            return layer
+        if isinstance(layer, keras.Model):
+            found = _leading_rescaling(layer)
+            if found is ...:
+                continue
+            return found
+        return None
+    return ...
+
+
 def takes_pixels(model: Any) -> bool:
     """Whether `model` is a Keras model that scales 0..255 pixels itself: its Input is uint8,
-    or its first layer after the Input is a `Rescaling` with |scale| <= `MAX_PIXEL_SCALE`."""
+    or its first layer after the Input is a `Rescaling` with |scale| <= `MAX_PIXEL_SCALE` (only
+    augmentation / resizing layers before it; in a nested preprocessing model too)."""
     if not isinstance(model, keras.Model):
         return False
     if uint8_input(model):
         return True
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if not layers or not isinstance(layers[0], keras.layers.Rescaling):
+    rescaling = _leading_rescaling(model)
+    if not isinstance(rescaling, keras.layers.Rescaling):
         return False
-    return float(np.max(np.abs(np.asarray(layers[0].scale, np.float64)))) <= MAX_PIXEL_SCALE
+    return float(np.max(np.abs(np.asarray(rescaling.scale, np.float64)))) <= MAX_PIXEL_SCALE
 
 
 def to_uint8_pixels(x: tf.Tensor) -> tf.Tensor:
