@@ -146,12 +146,16 @@ def _parties(config: Config, data, weights_from: Path | None, suffix: str):
 
 
 def _save_progress(path: Path, party, epoch: int) -> None:
-    """The party's state (weights, both optimizers, shuffling) after `epoch` epochs, atomically."""
-    state = party.get_state()
-    arrays = {f"{key}_{i}": value for key in ("model", "class_optimizer", "digest_optimizer")
-              for i, value in enumerate(state[key])}
+    """The party's whole state (`Party.get_state`: weights, both optimizers, shuffling, and
+    with them dropout mask generators and loss scales) after `epoch` epochs, atomically."""
+    arrays = {}
+    for key, value in party.get_state().items():
+        if isinstance(value, list):  # one array per weight / slot / generator
+            arrays.update({f"list.{key}.{i}": v for i, v in enumerate(value)})
+        else:
+            arrays[f"value.{key}"] = np.asarray(value)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, epoch=epoch, rng=np.array(state["rng"]), **arrays)
+    np.savez(tmp, epoch=epoch, **arrays)
     tmp.replace(path)
 
 
@@ -160,10 +164,24 @@ def _load_progress(path: Path, party) -> int:
     if not path.exists():
         return 0
     with np.load(path) as f:
-        state = {key: [f[f"{key}_{i}"] for i in range(sum(k.startswith(f"{key}_")
-                                                             for k in f.files))]
-                 for key in ("model", "class_optimizer", "digest_optimizer")}
-        party.set_state({**state, "rng": str(f["rng"])})
+        if "value.rng" not in f.files:  # written before the whole state was kept
+            state = {key: [f[f"{key}_{i}"] for i in range(sum(
+                k.startswith(f"{key}_") for k in f.files))]
+                for key in ("model", "class_optimizer", "digest_optimizer")}
+            state["rng"] = str(f["rng"])
+        else:
+            state = {}
+            for name in f.files:
+                if name == "epoch":
+                    continue
+                kind, key, *index = name.split(".")
+                if kind == "value":
+                    state[key] = str(f[name]) if key == "rng" else f[name]
+                elif kind == "list":
+                    state.setdefault(key, {})[int(index[0])] = f[name]
+            state = {key: [value[i] for i in range(len(value))] if isinstance(value, dict)
+                     else value for key, value in state.items()}
+        party.set_state(state)
         return int(f["epoch"])
 
 
