@@ -257,3 +257,25 @@ def test_keras_nlp_adapter_reads_the_start_token_off_generate_preprocess():
     assert packed["token_ids"].numpy()[0, 0] == 6  # still there
     assert lm._start_ids() == [6]
     assert np.isfinite(lm.score([""], ["airplane"])[0])
+
+
+def test_finetuning_loss_is_float32_under_mixed_float16(tmp_path):
+    """Under mixed_float16 (the GPU default) the logits are float16; the per-token losses were
+    summed in float16 too: rounded (6.5 for 6.40) and inf once a batch's output tokens x loss
+    passed 65,504 (here 96 examples x 121 output tokens x ~6.4), recorded as `final_loss`."""
+    words = [f"w{i}" for i in range(600)]
+    tok = WordTokenizer.fit([" ".join(words)])
+    rng = np.random.default_rng(0)
+    examples = [{"prompt": "w1 w2", "output": " ".join(rng.choice(words, 120))}
+                for _ in range(96)]
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, history = finetune(examples, tok, ModelSpec(1, 8, 2, 16), sequence_length=128,
+                                  epochs=1, directory=tmp_path, batch_size=96,
+                                  learning_rate=1e-3)
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+    assert model(np.zeros([1, 4], np.int32)).dtype == tf.float16  # really mixed
+    assert np.isfinite(history["loss"][0])
+    assert history["loss"][0] == pytest.approx(np.log(tok.vocabulary_size), rel=0.02)

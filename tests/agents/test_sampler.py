@@ -98,3 +98,12 @@ def test_decoding_split_across_two_replicas_gives_the_unsplit_samples():
     assert out["two"] == out["one"]
     assert len({text for row in out["two"] for text in row}) > 1  # shards draw differently
 
+
+
+def test_an_empty_prompt_is_a_clear_error_not_a_wrong_score(tiny):
+    tok, model = tiny  # a WordTokenizer puts no start token before a prompt
+    lm = KerasLM(model, tok, jit_compile=False)
+    with pytest.raises(TfkitError, match="prompt 1 .* empty prompt"):  # was: a wrong score
+        lm.score(["hello", ""], ["foo", "foo"])
+    with pytest.raises(TfkitError, match="empty prompt"):  # was: a TF slice error
+        lm.generate(["  "], max_new_tokens=4)

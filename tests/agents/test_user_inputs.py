@@ -227,3 +227,54 @@ def test_csv_with_two_answer_columns_is_named_not_half_read(tmp_path):
     path.write_text("question,Answer,answer\nWho?,Bob,Robert\n", encoding="utf-8")
     with pytest.raises(TfkitError, match="q.csv has 2 'answer' columns"):  # was: 'Bob' dropped
         load_csv_questions(path)
+
+
+def test_a_very_negative_logprob_is_an_infinite_perplexity_not_a_crash():
+    # e.g. summed token logprobs of an API that reports -9999.0 for an unlikely token
+    assert Sample("Pass()", -9999.0, 1).perplexity == float("inf")
+    lm = CallableLM(lambda p, t, n, s: ('Terminate(thoughts="t")', -9999.0))
+    [t] = ReActAgent(lm, BM25Search(["a"]), AgentConfig(num_samples=2)).run([{"question": "q"}])
+    assert t["steps"][0]["chosen"] == 0  # was: OverflowError from math.exp
+
+
+def test_function_search_skips_blank_results_and_names_a_non_list():
+    s = FunctionSearch(lambda q: ["", "  ", "Paris is in France.", "\n", "Lyon too."])
+    assert [x.text for x in s("q", 3)] == ["Paris is in France.", "Lyon too."]
+    with pytest.raises(TypeError, match="FunctionSearch: the search function must return a "
+                                        "list.*got int"):
+        FunctionSearch(lambda q: 5)("q")
+
+
+def test_llm_judge_and_ranker_take_a_reply_with_no_samples_as_a_failed_step():
+    from tfkit.agents import LLMJudge, LLMRanker
+
+    class NoSamples:  # the interface allows fewer samples than asked; none is a failed step
+        def generate(self, prompts, num_samples=1, **kwargs):
+            return [[] for _ in prompts]
+
+        def score(self, prompts, continuations):
+            return [0.0] * len(prompts)
+
+    assert LLMJudge(NoSamples())("capital?", "Paris", ["Paris"]) is False  # was: IndexError
+    step = {"step": "answer", "prompt": "answer(...) >>>",
+            "state": {"question": "q", "past": [], "links": {}, "answer": ""},
+            "samples": [{"text": 'Answer(text="x")', "perplexity": 1.0, "action": None}] * 2}
+    assert sorted(LLMRanker(NoSamples()).rank(step)) == [0, 1]  # the fallback ranks
+
+
+def test_keras_nlp_adapter_generates_nothing_for_no_prompts():
+    keras_nlp = pytest.importorskip("keras_nlp")
+    from tests.agents.test_models import _toy_gpt2
+
+    lm, _ = _toy_gpt2(keras_nlp)
+    assert lm.generate([], num_samples=2, max_new_tokens=4) == []  # was: max() of nothing
+    assert lm.score([], []) == []
+
+
+def test_a_document_is_one_line_even_with_a_form_feed_or_unicode_line_separator(tmp_path):
+    # web text often holds U+2028 / U+0085 / \f inside a paragraph; str.splitlines splits there
+    path = tmp_path / "docs.txt"
+    path.write_text("Brev is\u2028a country .\fIt is small .\nUme\x85is a city .\r\nLast .\r",
+                    encoding="utf-8", newline="")
+    assert [d.text for d in load_documents(path)] == [
+        "Brev is\u2028a country .\fIt is small .", "Ume\x85is a city .", "Last ."]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from tfkit.agents.lm import LanguageModel
+from tfkit.agents.lm import LanguageModel, first_text
 from tfkit.agents.react.parse import strip_citations
 
 __all__ = ["Judge", "as_references", "OfflineJudge", "LLMJudge", "judge_prompt", "normalize",
@@ -62,8 +62,8 @@ class LLMJudge:
         self.lm = lm
 
     def __call__(self, question: str, answer: str, references: str | Sequence[str]) -> bool:
-        reply = self.lm.generate([judge_prompt(question, answer, references)], num_samples=1,
-                                 temperature=0.0, max_new_tokens=4)[0][0].text
+        reply = first_text(self.lm.generate([judge_prompt(question, answer, references)],
+                                            num_samples=1, temperature=0.0, max_new_tokens=4))
         return reply.strip().lower().startswith("yes")
 
 

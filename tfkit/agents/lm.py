@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from tfkit.errors import TfkitError
 
-__all__ = ["Sample", "LanguageModel", "CallableLM", "KerasNLPLM", "truncate_at_stop"]
+__all__ = ["Sample", "LanguageModel", "CallableLM", "KerasNLPLM", "truncate_at_stop",
+           "first_text"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,10 @@ class Sample:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(-self.logprob / max(1, self.num_tokens))
+        try:
+            return math.exp(-self.logprob / max(1, self.num_tokens))
+        except OverflowError:  # e.g. an API's -9999.0 for an unlikely token: never preferred
+            return math.inf
 
 
 @runtime_checkable
@@ -40,6 +44,12 @@ class LanguageModel(Protocol):
                  ) -> list[list[Sample]]: ...
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]: ...
+
+
+def first_text(rows: Sequence[Sequence[Sample]]) -> str:
+    """The first sample's text of a one-prompt `generate` reply; "" when it has no sample
+    (the interface allows none: a failed step)."""
+    return rows[0][0].text if rows and rows[0] else ""
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -163,6 +173,8 @@ class KerasNLPLM:
     def generate(self, prompts: Sequence[str], num_samples: int = 1, temperature: float = 0.5,
                  max_new_tokens: int = 64, stop: Sequence[str] = (), seed: int | None = None
                  ) -> list[list[Sample]]:
+        if not prompts:
+            return []
         lm = self.causal_lm
         tokenizer = lm.preprocessor.tokenizer
         self._compile_sampler(temperature, seed)

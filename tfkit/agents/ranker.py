@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
-from tfkit.agents.lm import LanguageModel
+from tfkit.agents.lm import LanguageModel, first_text
 from tfkit.agents.react.parse import citations, strip_citations
 from tfkit.agents.search import words
 
@@ -163,6 +163,6 @@ class LLMRanker:
 
     def rank(self, step: dict) -> list[int]:
         texts = [s["text"] for s in step["samples"]]
-        reply = self.lm.generate([ranking_prompt(step.get("prompt", ""), texts)],
-                                 num_samples=1, temperature=0.0, max_new_tokens=32)[0][0].text
+        reply = first_text(self.lm.generate([ranking_prompt(step.get("prompt", ""), texts)],
+                                            num_samples=1, temperature=0.0, max_new_tokens=32))
         return parse_ranking(reply, len(texts)) or self.fallback.rank(step)

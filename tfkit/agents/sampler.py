@@ -179,6 +179,17 @@ class KVCacheSampler:
                              tf.constant(temperature, tf.float32), _seed(seed))
 
 
+def _check_prompts(encoded: Sequence[list[int]], prompts: Sequence[str], first: int = 0
+                   ) -> None:
+    """A clear error for a prompt with no tokens: a WordTokenizer adds no start token, so
+    there is nothing to condition the first new token on."""
+    for i, ids in enumerate(encoded):
+        if not ids:
+            raise TfkitError(f"KerasLM: prompt {first + i} ({prompts[i]!r:.40}) is an empty "
+                             "prompt (no tokens); its tokenizer adds no start token to "
+                             "condition on")
+
+
 def _seed(seed: int) -> tf.Tensor:
     return tf.constant([seed % (2**31 - 1), 0], tf.int32)  # stateless seeds are int32
 
@@ -248,6 +259,7 @@ class KerasLM:
             raise TfkitError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in "
                              f"the model's sequence_length={self.model.sequence_length}")
         encoded = [self._encode(p, room) for p in prompts]
+        _check_prompts(encoded, prompts)
         rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(num_samples)]
         order = sorted(range(len(rows)), key=lambda j: len(rows[j][1]))  # similar lengths
         results: list[Sample | None] = [None] * len(rows)
@@ -268,13 +280,14 @@ class KerasLM:
             pairs = list(zip(prompts[start:start + self.batch_size],
                              continuations[start:start + self.batch_size], strict=True))
             seqs, spans = [], []
-            for p, c in pairs:
+            for k, (p, c) in enumerate(pairs):
                 c_ids = self.tokenizer.encode(c) + [self.tokenizer.eos_id]
                 room = self.model.sequence_length - len(c_ids)
                 if room < 1:
                     raise TfkitError(f"a continuation of {len(c_ids)} tokens (with <eos>) does "
                                      f"not fit sequence_length={self.model.sequence_length}")
                 p_ids = self._encode(p, room)
+                _check_prompts([p_ids], [p], start + k)
                 seqs.append(p_ids + c_ids)
                 spans.append((len(p_ids), len(c_ids)))
             width = max(len(s) for s in seqs)

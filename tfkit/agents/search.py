@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tfkit.errors import TfkitError
@@ -109,8 +109,8 @@ class BM25Search:
 class FunctionSearch:
     """Adapts a user's `fn(query) -> list[str | (source, text) | dict]` to the search interface.
 
-    Results are taken best first; repeated texts are skipped, so up to `k` distinct snippets
-    are shown. A return value that is not a list of such results raises a TypeError.
+    Results are taken best first; repeated and blank texts are skipped, so up to `k` distinct
+    snippets are shown. A return value that is not a list of such results raises a TypeError.
 
     Example:
         >>> s = FunctionSearch(lambda q: [("web:1", "Paris is the capital of France.")])
@@ -122,9 +122,10 @@ class FunctionSearch:
         self.fn = fn
 
     def __call__(self, query: str, k: int = 3) -> list[Snippet]:
-        """The first `k` distinct results (a repeated text would waste a link id)."""
+        """The first `k` distinct results (a repeated or blank text would waste a link id)."""
         results = self.fn(query)
-        if results is None or isinstance(results, (str, bytes, dict)):
+        if results is None or isinstance(results, (str, bytes, dict)) or not isinstance(
+                results, Iterable):
             raise TypeError(f"FunctionSearch: the search function must return a list of "
                             f"results (an empty list for none), got {type(results).__name__} "
                             f"for query {query!r}")
@@ -133,7 +134,7 @@ class FunctionSearch:
             if len(out) == k:
                 break
             snippet = _snippet(item, i, query)
-            if snippet.text not in seen:
+            if snippet.text.strip() and snippet.text not in seen:
                 seen.add(snippet.text)
                 out.append(snippet)
         return out

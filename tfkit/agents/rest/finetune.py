@@ -21,7 +21,7 @@ from tfkit.models import DecoderLM
 from tfkit.training import fit_resumable
 
 __all__ = ["ModelSpec", "STRATEGIES", "make_strategy", "build_lm", "encode_examples", "finetune",
-           "mixed_precision", "SmoothedTokenLoss"]
+           "mixed_precision", "SmoothedTokenLoss", "TokenCrossEntropy"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,22 @@ class SmoothedTokenLoss(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+@keras.utils.register_keras_serializable(package="tfkit")
+class TokenCrossEntropy(keras.losses.SparseCategoricalCrossentropy):
+    """Sparse cross-entropy with the logits cast to float32 first.
+
+    Under "mixed_float16" a DecoderLM's logits are float16, and Keras would compute and sum
+    the per-token losses in float16: a batch's sum over its output tokens rounds, and passes
+    float16's 65,504 (inf) at a few thousand tokens. For float32 logits the cast does nothing.
+    """
+
+    def __init__(self, from_logits: bool = True, **kwargs):
+        super().__init__(from_logits=from_logits, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return super().call(y_true, tf.cast(y_pred, tf.float32))
+
+
 def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec, *,
              sequence_length: int, epochs: int, directory: str | Path, batch_size: int = 32,
              learning_rate: float = 2e-3, init_from: keras.Model | None = None,
@@ -152,7 +168,7 @@ def finetune(examples: Sequence[dict], tokenizer: WordTokenizer, spec: ModelSpec
                                                           alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule),
                       loss=(SmoothedTokenLoss(label_smoothing) if label_smoothing else
-                            keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+                            TokenCrossEntropy(from_logits=True)),
                       weighted_metrics=[])
     data = (tf.data.Dataset.from_tensor_slices((x, y, w))
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)

@@ -32,8 +32,10 @@ def load_documents(path: str | Path) -> list[Document]:
     path = Path(path)
     if not path.is_file():
         raise TfkitError(f"document file {path} does not exist (or is not a file)")
-    try:  # utf-8-sig: no byte-order mark in the first document
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+    try:  # utf-8-sig: no byte-order mark in the first document; lines end at \n, \r\n or
+        # \r only (str.splitlines also splits at \f, U+0085 and U+2028, inside a paragraph)
+        with path.open(encoding="utf-8-sig") as f:
+            lines = [ln.strip() for ln in f.read().split("\n")]
     except UnicodeDecodeError as e:
         raise TfkitError(f"{path} is not UTF-8 text ({e})") from None
     docs = [Document(f"{path.name}:{i}", ln) for i, ln in enumerate(lines) if ln]
