@@ -161,3 +161,19 @@ def test_an_empty_split_prints_and_sample_refuses_negative_sizes():
     assert len(empty) == 0 and "Split(x=(0, 8, 8) uint8" in repr(empty)
     with pytest.raises(ValueError, match="n must be >= 0"):
         split.sample(-1)
+
+
+def test_wrong_dtypes_and_misaligned_writers_are_data_errors_naming_the_file(tmp_path):
+    # string labels were a numpy UFuncTypeError (a CLI traceback); dtype errors did not name
+    # the file; FEMNIST writer ids of another length were accepted and misaligned
+    arrays = {"x_train": np.zeros((2, 28, 28), np.uint8), "y_train": np.zeros(2, np.uint8),
+              "x_test": np.zeros((2, 28, 28), np.uint8), "y_test": np.zeros(2, np.uint8)}
+    for key, bad in (("y_train", np.array(["0", "1"])), ("x_test", np.zeros((2, 28, 28)))):
+        np.savez(tmp_path / "mnist.npz", **{**arrays, key: bad})
+        with pytest.raises(DataError, match=f"{tmp_path / 'mnist.npz'}.*{key}.*expected integers"):
+            d.load("mnist", data_dir=tmp_path, download=False)
+    for split in ("train", "test"):
+        np.savez(tmp_path / f"femnist_{split}.npz", x=np.zeros((2, 28, 28), np.uint8),
+                 y=np.array([0, 61]), user=np.array(["a", "b", "c"][:3 if split == "test" else 2]))
+    with pytest.raises(DataError, match=f"{tmp_path / 'femnist_test.npz'}.*2 images but 3 user"):
+        d.load("femnist", data_dir=tmp_path, download=False)

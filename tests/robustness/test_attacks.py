@@ -68,3 +68,30 @@ def test_patch_perturbations():
     changed = np.any(patch.to_patches(misaligned, 4).numpy() != patch.to_patches(x, 4).numpy(),
                      axis=(2, 3, 4)).sum(1)
     assert (changed > 1).all()  # straddles several grid patches
+
+
+def test_a_mixed_float16_models_gradient_does_not_underflow_on_confident_examples():
+    # A confident model (logit margin 20: 1 - p ~ 2e-9) computing in float16: its float16
+    # backward pass flushed the loss gradient to 0, so FGSM/PGD did not move those images.
+    from tfkit.robustness.adversarial import input_gradient
+
+    def model(dtype):
+        dense = keras.layers.Dense(2, dtype=dtype, kernel_initializer=keras.initializers.Constant(
+            [[-1.25, 1.25]] * 16), bias_initializer=keras.initializers.Constant([10.0, -10.0]))
+        return keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(dtype=dtype),
+                                 dense])
+
+    x = tf.random.uniform([4, 4, 4, 1], 0.0, 0.01, seed=1)  # margin 20: class 0, p ~ 1 - 2e-9
+    y = tf.zeros([4], tf.int64)
+    full, half = model("float32"), model("mixed_float16")
+    assert half(x).dtype == tf.float16
+    expected = np.sign(input_gradient(full, x, y))
+    assert np.all(expected != 0)
+    np.testing.assert_array_equal(np.sign(input_gradient(half, x, y)), expected)
+    adv = FGSM(0.1)(half, x, y)
+    assert float(tf.reduce_min(tf.abs(adv - x))) > 0.05  # every pixel moved
+    # L2 steps were grad / sqrt(|grad|^2 + 1e-12): a gradient norm below 1e-6 (here ~1e-8,
+    # float32) took steps of ~1 % of the step size; now every image moves the full 0.5
+    for m in (full, half):
+        adv = PGD(0.5, "l2", steps=1, step_size=0.5, random_start=False)(m, x, y)
+        np.testing.assert_allclose(tf.norm(tf.reshape(adv - x, [4, -1]), axis=1), 0.5, rtol=1e-3)

@@ -68,3 +68,10 @@ def test_layer_cka_of_models():
     assert names == ["position_embedding", "block_0", "block_1", "block_2"] and m.shape == (4, 4)
     names, m = cka.layer_cka(ResNet((1, 1), (4, 8), channels=1), images, "all")
     assert names == ["stem", "block_0", "block_1"] and np.all((m > -1e-6) & (m < 1 + 1e-6))
+
+
+def test_restricted_attention_on_a_resnet_names_the_block_that_is_no_transformer():
+    # was a TypeError from int(None): the ResNet's blocks take images of any size
+    model = ResNet((1, 1), (4, 8), channels=1)
+    with pytest.raises(mp.SurgeryError, match="'block_0' is not a Transformer block"):
+        mp.restrict_attention(model, [0])

@@ -304,3 +304,82 @@ def test_a_uint8_input_model_given_float_images_gets_their_pixels_not_a_cast():
     floats = registry.run(model, (x / np.float32(255), y), ["clean"])
     assert floats == registry.run(model, (x, y), ["clean"])
     assert floats["clean/accuracy"] == 1.0
+
+
+def test_eval_command_refuses_an_out_it_cannot_write_before_any_work(tmp_path, monkeypatch,
+                                                                     capsys):
+    # was: every suite ran (minutes to hours), then writing results.json failed and lost them
+    from tfkit import cli
+    from tfkit.robustness import cli as robustness_cli
+
+    model, _ = _models(classes=10)
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "file").write_text("not a folder")
+    ran = []
+    monkeypatch.setattr(robustness_cli.registry, "run", lambda *a, **k: ran.append(1) or {})
+    for out in ("file/eval", "file/r.json"):
+        assert cli.main(["eval", "robustness", "--model", str(tmp_path / "m.keras"), "--data",
+                         "digits", "--suite", "patch", "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tfkit: error:") and str(tmp_path / "file") in err
+    assert not ran
+
+
+def test_the_layers_suite_gives_a_uint8_input_model_the_pixels_of_float_images_too():
+    # clean did (round(x * 255)); the layers suite fed the chain [0, 1] values as pixels
+    from tfkit.models.resnet import ResidualBlock
+    from tfkit.robustness import model_perturbations as mp
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1), dtype="uint8")
+    h = keras.layers.Conv2D(4, 3, padding="same", name="stem")(keras.layers.Rescaling(1 / 255)(inp))
+    h = ResidualBlock(4, name="block_1")(ResidualBlock(4, name="block_0")(h))
+    head = keras.layers.Dense(3, bias_initializer=keras.initializers.Constant([0.05, 0, 0]))
+    model = keras.Model(inp, head(keras.layers.GlobalAveragePooling2D()(h)))  # on [0, 1]: 0
+    x = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 1)).astype(np.uint8)
+    y = np.argmax(np.asarray(mp.remove_block(model, 0)(x.astype(np.float32))), -1)
+    assert len(set(y)) > 1  # the labels are what the model says without block 0
+    for data in ((x, y), (x / np.float32(255), y)):
+        assert registry.run(model, data, ["layers"])["layers/remove_block/0"] == 1.0
+
+
+def test_a_model_or_predict_fn_with_several_or_named_outputs_is_a_clear_error():
+    # a dict output was a TypeError from TensorShape, a list was stacked into [2, B, K]
+    from tfkit.robustness.inputs import EvaluationInputError
+
+    x, y = _data(n=6)
+    inp = keras.Input((8, 8, 1))
+    logits = keras.layers.Dense(3)(keras.layers.Flatten()(inp))
+    for model in (keras.Model(inp, {"logits": logits, "features": logits}),
+                  keras.Model(inp, [logits, logits]),
+                  lambda t: {"a": tf.reduce_mean(t, [1, 2]) * [[1.0, -1.0, 0.0]], "b": t}):
+        with pytest.raises(EvaluationInputError, match="2 outputs.*one .batch, classes. output"):
+            registry.run(model, (x, y), ["clean", "adversarial"])
+    expected = registry.run(keras.Model(inp, logits), (x, y), ["clean"])  # one: unwrapped
+    assert registry.run(keras.Model(inp, {"logits": logits}), (x, y), ["clean"]) == expected
+
+
+def test_single_grey_hw_images_with_one_hot_labels_and_grey_batches_of_width_3():
+    # [H, W] single images with one-hot labels were taken for a batch of rows; [B, H, 3]
+    # grey batches (width 3, or 1) for single colour images
+    x, y = _data(channels=1)
+    model, _ = _models()
+    want = registry.run(model, (x, y), ["clean"])
+    single = tf.data.Dataset.from_tensor_slices((x[..., 0], np.eye(3)[y]))  # [8, 8], [3]
+    assert registry.run(model, single, ["clean"]) == pytest.approx(want)
+    inp = keras.Input((8, 3, 1))
+    narrow = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp)))
+    want = registry.run(narrow, (x[:, :, :3], y), ["clean"])
+    batches = tf.data.Dataset.from_tensor_slices((x[:, :, :3, 0], y)).batch(5)  # [B, 8, 3]
+    assert registry.run(narrow, batches, ["clean"]) == pytest.approx(want)
+
+
+def test_an_endless_dataset_is_an_error_not_a_hang():
+    # a training pipeline's .repeat() made every evaluator loop forever
+    from tfkit.robustness.inputs import EvaluationInputError
+
+    x, y = _data(n=6)
+    model, _ = _models()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    with pytest.raises(EvaluationInputError, match=r"endless.*take"):
+        registry.run(model, ds, ["clean"])

@@ -139,11 +139,10 @@ def load_npz(path: Path, keys: dict[str, tuple]) -> dict[str, np.ndarray]:
 
 def check_array(name: str, a: np.ndarray, dtype: type, low: int | None = None,
                 high: int | None = None) -> np.ndarray:
-    """Casts integer arrays to `dtype` after checking their value range."""
+    """Casts integer arrays to `dtype` after checking their value range (any other dtype, e.g.
+    floats or strings, is a DataError)."""
+    if a.dtype != dtype and not np.issubdtype(a.dtype, np.integer) and dtype is not str:
+        raise DataError(f"{name}: dtype {a.dtype}, expected integers")
     if a.size and low is not None and (a.min() < low or a.max() > high):
         raise DataError(f"{name}: values in [{a.min()}, {a.max()}], expected [{low}, {high}]")
-    if a.dtype != dtype:
-        if not np.issubdtype(a.dtype, np.integer) and dtype is not str:
-            raise DataError(f"{name}: dtype {a.dtype}, expected integers")
-        a = a.astype(dtype)
-    return a
+    return a.astype(dtype) if a.dtype != dtype else a

@@ -53,11 +53,17 @@ def _pair(name: str, root: os.PathLike | None, files: tuple[str, str]) -> bool:
     return False
 
 
-def _split(name: str, x: np.ndarray, y: np.ndarray, high: int, groups=None) -> Split:
-    x = check_array(f"{name} images", x, np.uint8, 0, 255)
-    y = check_array(f"{name} labels", np.asarray(y).reshape(-1), np.int64, 0, high)
+def _split(name: str, x: np.ndarray, y: np.ndarray, high: int, groups=None,
+           keys: tuple[str, str] | None = None) -> Split:
+    """A checked Split; `name` is the dataset split, or the file it was read from with the
+    `keys` of its image and label arrays (so an error names the file and array)."""
+    what = (f": array {keys[0]!r}", f": array {keys[1]!r}") if keys else (" images", " labels")
+    x = check_array(f"{name}{what[0]}", x, np.uint8, 0, 255)
+    y = check_array(f"{name}{what[1]}", np.asarray(y).reshape(-1), np.int64, 0, high)
     if len(x) != len(y):
         raise DataError(f"{name}: {len(x)} images but {len(y)} labels")
+    if groups is not None and len(groups) != len(x):
+        raise DataError(f"{name}: {len(x)} images but {len(groups)} user (writer) ids")
     return Split(x, y, groups)
 
 
@@ -68,8 +74,11 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
         path = root / "mnist.npz"
         a = load_npz(path, {"x_train": (28, 28), "y_train": (), "x_test": (28, 28),
                             "y_test": ()})
-        (xtr, ytr), (xte, yte), source = (a["x_train"], a["y_train"]), (a["x_test"],
-                                                                         a["y_test"]), str(path)
+        return ImageDataset("mnist", _split(str(path), a["x_train"], a["y_train"], 9,
+                                            keys=("x_train", "y_train")),
+                            _split(str(path), a["x_test"], a["y_test"], 9,
+                                   keys=("x_test", "y_test")),
+                            10, tuple(string.digits), str(path))
     elif download:
         try:
             from tfkit.backend import keras
@@ -89,10 +98,13 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
     """CIFAR-10: uint8 32x32x3 images, labels 0-9 (the shared copy has a 20,000 train subset)."""
     root = resolve_data_dir(data_dir)
     if _pair("cifar10", root, ("cifar10_train.npz", "cifar10_test.npz")):
-        tr = load_npz(root / "cifar10_train.npz", {"x_train": (32, 32, 3), "y_train": (1,)})
-        te = load_npz(root / "cifar10_test.npz", {"x_test": (32, 32, 3), "y_test": (1,)})
-        xtr, ytr, xte, yte = tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
-        source = str(root / "cifar10_{train,test}.npz")
+        splits = []
+        for split in ("train", "test"):
+            path, keys = root / f"cifar10_{split}.npz", (f"x_{split}", f"y_{split}")
+            a = load_npz(path, {keys[0]: (32, 32, 3), keys[1]: (1,)})
+            splits.append(_split(str(path), a[keys[0]], a[keys[1]], 9, keys=keys))
+        return ImageDataset("cifar10", *splits, 10, CIFAR10_CLASSES,
+                            str(root / "cifar10_{train,test}.npz"))
     elif download:
         try:
             from tfkit.backend import keras
@@ -136,7 +148,7 @@ def load_femnist(data_dir: str | os.PathLike | None = None, download: bool = Tru
             path = root / f"femnist_{split}.npz"
             a = load_npz(path, {"x": (28, 28), "y": (), "user": ()})
             users = np.asarray(a["user"]).astype(str)
-            parts.append(_split(f"femnist {split}", a["x"], a["y"], 61, users))
+            parts.append(_split(str(path), a["x"], a["y"], 61, users, keys=("x", "y")))
         train, test = parts
         source = str(root / "femnist_{train,test}.npz")
     elif download:

@@ -26,14 +26,32 @@ __all__ = ["FGSM", "PGD", "input_gradient"]
 PredictFn = Callable[[tf.Tensor], tf.Tensor]
 
 
+def _power_of_two_scale(g: tf.Tensor) -> tf.Tensor:
+    """Per row of `g` [B, K]: the power of two that brings its largest |value| into [1, 2)
+    (1 for an all-zero row). Multiplying by a power of two is exact in floating point."""
+    top = tf.reduce_max(tf.abs(g), axis=-1, keepdims=True)
+    exponent = tf.floor(tf.math.log(tf.where(top > 0, top, 1.0)) / tf.math.log(2.0))
+    exponent = tf.cast(tf.clip_by_value(-exponent, -126.0, 127.0), tf.int32)
+    return tf.bitcast((exponent + 127) * (1 << 23), tf.float32)  # 2 ** exponent, exactly
+
+
 def input_gradient(predict_fn: PredictFn, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """d(cross-entropy of logits)/d(images): the direction that increases the loss."""
-    with tf.GradientTape() as tape:
+    """d(cross-entropy of logits)/d(images): the direction that increases the loss, per image
+    (each image's gradient multiplied by a power of two: its signs and direction are the
+    loss's, but a model computing in float16, e.g. under `mixed_float16`, gets a loss
+    gradient of order 1 to backpropagate instead of one that underflows to 0 on confidently
+    classified images)."""
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
-        logits = predict_fn(x)
+        logits = tf.cast(predict_fn(x), tf.float32)
         loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            tf.cast(y, tf.int64), tf.cast(logits, tf.float32)))
-    grad = tape.gradient(loss, x)
+            tf.cast(y, tf.int64), logits))
+    d_logits = tape.gradient(loss, logits)  # [B, K] in float32; each row is one image's
+    grad = None
+    if d_logits is not None:
+        d_logits = d_logits * _power_of_two_scale(d_logits)
+        grad = tape.gradient(logits, x, output_gradients=d_logits)
+    del tape
     if grad is None:
         raise TfkitError("the model is not differentiable with respect to its input; "
                          "adversarial attacks need a TensorFlow/Keras model")

@@ -10,6 +10,7 @@ or uint8 0..255 as `tfkit export savedmodel` writes; a `logits` output is prefer
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,15 @@ def _check_target(target: Path) -> None:
                          "directory's?); pass another --out")
 
 
+def _check_writable(target: Path) -> None:
+    """Creates `target`'s folder and writes a scratch file there, so an `--out` that cannot be
+    written (a path through a file, no permission) fails now with an OSError naming it, not
+    after every suite has run."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=target.parent):
+        pass
+
+
 def eval_command(model: str, data: str, suites: list[str], data_dir: str | None = None,
                  limit: int = 1000, out: str | os.PathLike | None = None, seed: int = 0) -> int:
     """Loads `model` and `data`, runs clean + `suites` on `limit` test images, prints a table
@@ -96,6 +106,7 @@ def eval_command(model: str, data: str, suites: list[str], data_dir: str | None 
     if out is not None:
         target = Path(out) if Path(out).suffix == ".json" else Path(out) / "results.json"
         _check_target(target)
+        _check_writable(target)
     if data in datasets.names() and data not in datasets.IMAGE_SIDES:  # before any download
         raise TfkitError(f"{data!r} is not an image dataset; choose from "
                          f"{', '.join(sorted(datasets.IMAGE_SIDES))}")

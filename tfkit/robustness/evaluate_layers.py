@@ -11,13 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from tfkit.backend import keras
+from tfkit.backend import keras, tf
 from tfkit.errors import TfkitError
 from tfkit.layers import TransformerBlock
 from tfkit.robustness import cka as cka_lib
 from tfkit.robustness import model_perturbations as mp
 from tfkit.robustness.evaluate import predict
-from tfkit.robustness.inputs import as_dataset, check_input_shape, takes_pixels
+from tfkit.robustness.inputs import (
+    _uint8_images,
+    as_dataset,
+    check_input_shape,
+    takes_pixels,
+    to_uint8_pixels,
+    uint8_input,
+)
 from tfkit.robustness.metrics import accuracy
 
 __all__ = ["layers", "layer_cka"]
@@ -31,7 +38,10 @@ def _require_keras(model: Any, data: Any) -> tuple[keras.Model, Any]:
         raise TfkitError("the layers suite needs a Keras model (it edits layers); a bare "
                          "predict_fn or a SavedModel signature only supports input suites: "
                          "drop `layers`, or pass the Keras model (.keras file)")
-    ds = as_dataset(data, scale_uint8=not takes_pixels(model))  # no perturbation: raw pixels
+    pixels = takes_pixels(model)
+    ds = as_dataset(data, scale_uint8=not pixels)  # no perturbation: uint8 stay raw pixels
+    if pixels and uint8_input(model) and not _uint8_images(data):  # float [0, 1] as `prepare`
+        ds = ds.map(lambda x, y: (tf.cast(to_uint8_pixels(x), tf.float32), y))  # gives them
     check_input_shape(model, ds.element_spec[0].shape[1:])
     return model, ds
 

@@ -85,6 +85,25 @@ def as_logits(outputs: tf.Tensor, probabilities: bool | None = None) -> tf.Tenso
     return tf.where(probabilities, tf.math.log(tf.maximum(outputs, 1e-30)), outputs)
 
 
+def _one_output(outputs: Any) -> tf.Tensor:
+    """The model's one output: a dict or list of one tensor is unwrapped (e.g. a functional
+    model built with `outputs={"logits": ...}`); several outputs are an EvaluationInputError."""
+    if isinstance(outputs, dict):
+        names, outputs = f" ({', '.join(map(str, outputs))})", list(outputs.values())
+    else:
+        names = ""
+    if isinstance(outputs, (list, tuple)) and all(
+            getattr(getattr(o, "shape", None), "__len__", None) and len(o.shape) >= 2
+            or isinstance(o, dict) for o in outputs):  # tensors, not rows of numbers
+        if len(outputs) != 1:
+            raise EvaluationInputError(
+                f"the model has {len(outputs)} outputs{names}; the evaluators need one "
+                "[batch, classes] output of logits or probabilities: pass e.g. "
+                "`lambda x: model(x)[0]`")
+        outputs = outputs[0]
+    return tf.convert_to_tensor(outputs)
+
+
 class _LogitsReader:
     """`as_logits` that decides probabilities-vs-logits on the first batch it sees eagerly
     and keeps that reading, so one evaluation never mixes the two."""
@@ -93,7 +112,7 @@ class _LogitsReader:
         self.probabilities: bool | None = None
 
     def __call__(self, outputs: tf.Tensor) -> tf.Tensor:
-        outputs = tf.convert_to_tensor(outputs)
+        outputs = _one_output(outputs)
         if self.probabilities is None and tf.executing_eagerly():
             _check_output_shape(outputs.shape)
             self.probabilities = bool(_are_probabilities(outputs))
@@ -108,7 +127,7 @@ def as_predict_fn(model: keras.Model | PredictFn, pixels: bool = False) -> Predi
     read = _LogitsReader()
     if isinstance(model, keras.Model):
         shape = getattr(model, "output_shape", None)  # None: a model never called yet
-        if shape is not None and not isinstance(shape, list):
+        if shape is not None and not isinstance(shape, (list, dict)):  # several: at call
             _check_output_shape(shape)
         if pixels:
             traced = tf.function(lambda x: model(to_model_pixels(model, x), training=False),
@@ -122,11 +141,17 @@ def as_predict_fn(model: keras.Model | PredictFn, pixels: bool = False) -> Predi
 
 
 def _is_single_example(spec: tuple[tf.TensorSpec, tf.TensorSpec]) -> bool:
-    """A dataset element that is one example: a scalar label, or one [H, W, 1 or 3] image with
-    a [1] (keras.datasets) or one-hot label. [B, H, W] grayscale batches are not."""
+    """A dataset element that is one example: a scalar label, one [H, W] grayscale image, or
+    one [H, W, 1 or 3] image with a [1] (keras.datasets) or one-hot label. [B, H, W] grayscale
+    batches are not, also of width 1 or 3 when `.batch()` left both batch sizes unknown and
+    the height known ([None, H, 3] with [None] labels)."""
     images, labels = spec[0].shape, spec[1].shape
-    return labels.rank == 0 or (images.rank == 3 and images[-1] in (1, 3)
-                                and labels.rank == 1)
+    if labels.rank == 0 or images.rank == 2:
+        return True
+    batched = images.rank == 3 and images[0] is None and labels[0] is None \
+        and images[1] is not None
+    return (images.rank == 3 and images[-1] in (1, 3) and labels.rank == 1
+            and not batched)
 
 
 def _class_ids(y: tf.Tensor) -> tf.Tensor:
@@ -150,6 +175,9 @@ def as_dataset(data: tf.data.Dataset | tuple[np.ndarray, np.ndarray],
         if not (isinstance(spec, tuple) and len(spec) == 2):
             raise EvaluationInputError(f"the dataset must yield (images, labels) pairs, it "
                                        f"yields {spec}")
+        if data.cardinality() == tf.data.INFINITE_CARDINALITY:
+            raise EvaluationInputError("the dataset is endless (a .repeat()?): the evaluators "
+                                       "read it to the end; pass ds.take(N) or a finite one")
         if _is_single_example(spec):  # batch them like arrays
             data = data.batch(batch_size)
 

@@ -126,17 +126,18 @@ def restrict_attention(model: keras.Model, layers: Iterable[int],
                        mode: Literal["local", "self_cls"] = "local", window: int = 1
                        ) -> Callable[[tf.Tensor], tf.Tensor]:
     """predict_fn of a ViT whose blocks `layers` attend only as `attention_mask` allows."""
-    names = block_names(model)
-    tokens = int(model.get_layer(names[0]).input.shape[1])
-    grid = int(round((tokens - 1) ** 0.5))
+    names, layers = block_names(model), list(layers)
+    for i in layers:  # before reading a token count: a ResNet's blocks have none
+        if not isinstance(model.get_layer(names[i]), TransformerBlock):
+            raise SurgeryError(f"{names[i]!r} is not a Transformer block")
+    tokens = model.get_layer(names[0]).input.shape[1]
+    grid = int(round((tokens - 1) ** 0.5)) if tokens else 0
     if grid * grid + 1 != tokens:
         raise SurgeryError(f"{tokens} tokens is not [CLS] + a square patch grid")
     mask = tf.constant(attention_mask(grid, mode, window)[None])
     replace = {}
     for i in layers:
         block = model.get_layer(names[i])
-        if not isinstance(block, TransformerBlock):
-            raise SurgeryError(f"{names[i]!r} is not a Transformer block")
         replace[names[i]] = lambda x, b=block: b(x, attention_mask=mask, training=False)
     return chain_predict_fn(model, replace)
 
