@@ -43,3 +43,17 @@ def test_wrong_type_is_clear():
 def test_field_names_nested():
     assert field_names(Cfg()) == ["seed", "name", "flag", "data_dir", "inner.lr",
                                   "inner.widths"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999"])
+def test_a_non_finite_number_is_refused_naming_the_key(value):
+    with pytest.raises(ConfigError, match=f"inner.lr: expected a finite number, got '{value}'"):
+        apply_overrides(Cfg(), [f"inner.lr={value}"])  # was accepted: hours of NaN training
+    assert apply_overrides(Cfg(), ["inner.lr=1e-3"]).inner.lr == 1e-3
+
+
+def test_a_nested_key_is_named_in_full():
+    with pytest.raises(ConfigError, match="'inner.nope' for Inner; valid keys: inner.lr, inner"):
+        apply_overrides(Cfg(), ["inner.nope=1"])  # was 'nope' ... valid keys: lr, widths
+    with pytest.raises(ConfigError, match="inner.widths: expected an integer, got 'a'"):
+        apply_overrides(Cfg(), ["inner.widths=8,a"])

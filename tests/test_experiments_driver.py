@@ -141,3 +141,25 @@ def test_run_experiment_applies_the_experiment_check_to_a_config_built_in_code(t
     with pytest.raises(ConfigError, match="at most 2"):
         run_experiment(checked, ToyConfig(steps=3), tmp_path / "run", log=None)
     assert not (tmp_path / "run").exists()  # refused before any folder is written
+
+
+@pytest.mark.parametrize("text", ['{"seed": 0, "ste', '[0, 3]'])
+def test_a_corrupt_config_json_is_a_clear_error_naming_it(tmp_path, text):
+    from tfkit.errors import TfkitError
+
+    (tmp_path / "config.json").write_text(text)
+    # was a JSONDecodeError / TypeError traceback
+    with pytest.raises(TfkitError, match=f"{tmp_path / 'config.json'}.*another --out"):
+        run_experiment(TOY, TOY.config("full"), tmp_path, log=None)
+    assert (tmp_path / "config.json").read_text() == text
+
+
+def test_a_folder_of_other_files_is_refused_before_any_work(tmp_path):
+    (tmp_path / "report.md").write_text("my notes")  # e.g. --out . in a project folder
+    CALLS.clear()
+    with pytest.raises(ConfigError, match=f"{tmp_path} holds files but no tfkit run"):
+        run_experiment(TOY, TOY.config("full"), tmp_path, log=None)
+    assert CALLS == [] and (tmp_path / "report.md").read_text() == "my notes"  # was replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    run_experiment(TOY, TOY.config("full"), tmp_path / "run", log=None)  # a new folder: fine
+    run_experiment(TOY, TOY.config("full"), tmp_path / "run", log=None)  # and its resume

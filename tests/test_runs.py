@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 
 from tfkit.runs import RunDir, markdown_table, read_json, write_json
@@ -152,3 +154,131 @@ def test_resuming_with_a_model_of_other_shapes_is_a_clear_error(tmp_path):
     wider.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(TfkitError, match=f"does not fit this model.*delete {tmp_path}"):
         fit_resumable(wider, x, y=y, epochs=2, directory=tmp_path, verbose=0)
+
+
+def _seeded_model():
+    from tfkit.backend import keras
+
+    keras.utils.set_random_seed(0)
+    return _tiny_fit_model()
+
+
+_X = np.linspace(0, 1, 24, dtype=np.float32).reshape(8, 3)
+_Y = np.array([0, 1] * 4)
+
+
+def _fit(directory, epochs=5, **kwargs):
+    from tfkit.training import fit_resumable
+
+    model = _seeded_model()
+    history = fit_resumable(model, _X, y=_Y, epochs=epochs, directory=directory, verbose=0,
+                            validation_data=(_X, _Y), validation_freq=2, **kwargs)
+    return model, history
+
+
+def _assert_same_fit(a, b):
+    (model_a, hist_a), (model_b, hist_b) = a, b
+    assert hist_a.keys() == hist_b.keys()
+    for key in hist_a:
+        np.testing.assert_allclose(hist_a[key], hist_b[key], rtol=1e-6, err_msg=key)
+    for wa, wb in zip(model_a.get_weights(), model_b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6)
+
+
+@contextlib.contextmanager
+def _killed_at_call(monkeypatch, target, name, n):
+    """Makes the `n`-th call of `target.name` raise KeyboardInterrupt (a Ctrl-C inside it)."""
+    import pytest
+
+    original, calls = getattr(target, name), []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, wrapper)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(target, name, original)
+
+
+def test_a_fit_killed_while_writing_its_epoch_3_state_resumes_like_a_straight_fit(
+        tmp_path, monkeypatch):
+    from tfkit import training
+    from tfkit.backend import tf
+
+    straight = _fit(tmp_path / "straight")
+    # Ctrl-C while epoch 3's resume state is written: in its epoch.json, then in its checkpoint
+    for i, (target, name) in enumerate([(training, "atomic_write_text"),
+                                        (tf.train.CheckpointManager, "save")]):
+        with _killed_at_call(monkeypatch, target, name, 3):
+            _fit(tmp_path / str(i))
+        _assert_same_fit(straight, _fit(tmp_path / str(i)))  # was: one epoch's logs missing
+
+
+def test_a_fit_that_a_callback_stopped_stays_stopped_when_run_again(tmp_path):
+    from tfkit.backend import keras
+
+    def stopper():  # never improves by 10: stops after epoch 2, back to epoch 1's weights
+        return keras.callbacks.EarlyStopping("loss", min_delta=10, patience=1,
+                                             restore_best_weights=True)
+
+    straight = _fit(tmp_path, callbacks=[stopper()])
+    assert len(straight[1]["loss"]) == 2
+    said = []
+    again = _fit(tmp_path, callbacks=[stopper()], log=said.append)  # e.g. a later stage crashed
+    _assert_same_fit(straight, again)  # was: trained epochs 3-5 on top of epoch 2's weights
+    assert said == [f"{tmp_path} holds a fit that a callback stopped after epoch 2 of 5: "
+                    "nothing left to train"]
+
+
+def test_a_corrupt_stage_record_is_a_clear_error_naming_it(tmp_path):
+    import pytest
+
+    from tfkit.errors import TfkitError
+
+    run = RunDir(tmp_path, log=None)
+    run.stage("a", lambda: 1)
+    record = tmp_path / "stages" / "a.json"
+    for text in ('{"stage": "a", "seconds": 1.0, "res', '[1, 2]', '{"stage": "a"}'):
+        record.write_text(text)  # truncated by a full disk, or edited by hand
+        with pytest.raises(TfkitError, match=f"{record}.*delete it"):  # was a KeyError, ...
+            run.stage("a", lambda: 2)
+        with pytest.raises(TfkitError, match=f"{record}.*delete it"):
+            run.stage_seconds()
+
+
+def test_a_corrupt_epoch_json_is_a_clear_error_naming_it(tmp_path):
+    import pytest
+
+    from tfkit.errors import TfkitError
+
+    _fit(tmp_path, epochs=1)
+    (tmp_path / "epoch.json").write_text('{"epoch": 1, "hist')
+    with pytest.raises(TfkitError,
+                       match=f"{tmp_path / 'epoch.json'} is not valid JSON.*delete {tmp_path}"):
+        _fit(tmp_path, epochs=2)
+
+
+def test_a_resumed_fit_over_an_endless_dataset_continues_its_stream(tmp_path):
+    from tfkit.backend import keras, set_seed, tf
+    from tfkit.training import fit_resumable
+
+    def data():  # one stream over all epochs (steps_per_epoch): Keras never restarts it
+        x = np.arange(12, dtype=np.float32).reshape(12, 1) / 12
+        return (tf.data.Dataset.from_tensor_slices((x, x * 2 - 1))
+                .shuffle(12, seed=0, reshuffle_each_iteration=True).repeat().batch(2))
+
+    def fit(directory, epochs):
+        set_seed(0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.5), "mse")
+        history = fit_resumable(model, data(), epochs=epochs, steps_per_epoch=4,
+                                directory=directory, verbose=0)
+        return model, history
+
+    straight = fit(tmp_path / "whole", 3)
+    fit(tmp_path / "resumed", 1)  # then a Ctrl-C
+    _assert_same_fit(straight, fit(tmp_path / "resumed", 3))  # was: epoch 2 saw batches 1-4

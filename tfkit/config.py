@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -102,9 +103,12 @@ def _parse(text: str, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {text!r}") from None
     if tp is float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ConfigError(f"{key}: expected a number, got {text!r}") from None
+        if not math.isfinite(value):  # nan/inf: no field means it (a NaN run, no resume)
+            raise ConfigError(f"{key}: expected a finite number, got {text!r}")
+        return value
     if tp is str:
         return text
     raise ConfigError(f"{key}: fields of type {tp} cannot be set from the command line")
@@ -119,22 +123,24 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     return _parse(str(value), tp, key)
 
 
-def replace_path(cfg: Any, key: str, value: Any) -> Any:
+def replace_path(cfg: Any, key: str, value: Any, _prefix: str = "") -> Any:
     """Returns `cfg` with the dotted field `key` set to `value` (parsed and type-checked)."""
     head, _, rest = key.partition(".")
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     if head not in fields:
         raise ConfigError(
-            f"unknown config key {key!r} for {type(cfg).__name__}; valid keys: "
-            + ", ".join(field_names(cfg))
+            f"unknown config key {_prefix + key!r} for {type(cfg).__name__}; valid keys: "
+            + ", ".join(field_names(cfg, _prefix))
         )
     hints = typing.get_type_hints(type(cfg))
     current = getattr(cfg, head)
     if rest:
         if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"{head!r} is not a nested config; cannot set {key!r}")
-        return dataclasses.replace(cfg, **{head: replace_path(current, rest, value)})
-    return dataclasses.replace(cfg, **{head: _check_value(value, hints[head], key)})
+            raise ConfigError(f"{_prefix + head!r} is not a nested config; cannot set "
+                              f"{_prefix + key!r}")
+        return dataclasses.replace(
+            cfg, **{head: replace_path(current, rest, value, f"{_prefix}{head}.")})
+    return dataclasses.replace(cfg, **{head: _check_value(value, hints[head], _prefix + key)})
 
 
 def apply_overrides(cfg: Any, overrides: Iterable[str] | Mapping[str, Any] = ()) -> Any:

@@ -27,8 +27,8 @@ from typing import Any
 
 from tfkit.errors import TfkitError
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "write_json", "read_json",
-           "markdown_table"]
+__all__ = ["RunDir", "RunFileError", "atomic_write_bytes", "atomic_write_text", "write_json",
+           "read_json", "markdown_table"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -72,12 +72,28 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+class RunFileError(TfkitError, ValueError):
+    """A file of a run directory (a stage record, config.json ...) is not what tfkit wrote:
+    truncated, or edited by hand. The message names it."""
+
+
+def read_json(path: str | os.PathLike, expect: type | None = None, keys: Sequence[str] = (),
+              remedy: str = "delete it to recompute") -> Any:
+    """The JSON in `path`; with `expect` (e.g. dict) and `keys`, checks its type and keys.
+    Raises RunFileError (a ValueError) naming the file, and `remedy`, when it does not parse
+    or fit."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); delete it to recompute") from None
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFileError(f"{path} is not valid JSON ({e}); {remedy}") from None
+    if expect is not None and not isinstance(value, expect):
+        raise RunFileError(f"{path} holds a JSON {type(value).__name__}, not the "
+                           f"{expect.__name__} tfkit writes; {remedy}")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise RunFileError(f"{path} lacks {', '.join(map(repr, missing))}; {remedy}")
+    return value
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -177,7 +193,7 @@ class RunDir:
         record = self._stages / f"{name}.json"
         if record.exists():
             self.log(f"stage {name}: done earlier, reusing {record.relative_to(self.path)}")
-            return read_json(record)["result"]
+            return read_json(record, dict, ["result"])["result"]
         self.log(f"stage {name}: running")
         t0 = time.time()
         result = fn()
@@ -190,7 +206,7 @@ class RunDir:
         """Wall time of every finished stage (from the resume records)."""
         out = {}
         for record in sorted(self._stages.glob("*.json")):
-            out[record.stem] = read_json(record)["seconds"]
+            out[record.stem] = read_json(record, dict, ["seconds"])["seconds"]
         return out
 
     @contextlib.contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tfkit.config import ConfigError, apply_overrides, to_dict
-from tfkit.runs import RunDir
+from tfkit.runs import RunDir, read_json
 
 __all__ = ["Experiment", "Headline", "run_experiment", "set_aside_other_run"]
 
@@ -87,7 +86,8 @@ def _changed_fields(experiment: Experiment, config: Any, out: Path) -> tuple[dic
     if not previous.exists():
         return {}, []
     # a field added to the Config after that run was made counts as its default there
-    old = {**to_dict(experiment.config_cls()), **json.loads(previous.read_text())}
+    old = {**to_dict(experiment.config_cls()), **read_json(
+        previous, dict, remedy="the config of the run in it is unknown: use another --out")}
     resolved = to_dict(config)
     return old, sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
 
@@ -118,11 +118,18 @@ def run_experiment(experiment: Experiment, config: Any, out: str | Path,
                    log: Callable[[str], None] | None = print) -> dict:
     """Runs `experiment` with `config` into `out`, resuming a previous run of the same config.
 
-    A folder holding a run of another config is refused (`ConfigError`), unless the fields
+    A folder holding files but no run (no config.json) is refused (`ConfigError`), and so is
+    a folder holding a run of another config, unless the fields
     that differ are `extendable`, or that run stopped before writing anything but its
     config.json (e.g. on a missing data file): its config is then replaced."""
     if experiment.check is not None:  # a config built in code, not through `config()`
         experiment.check(config)
+    path = Path(out)
+    if path.is_dir() and not (path / "config.json").exists() and _has_work(path):
+        # not a run of ours (each writes config.json first): its report.md, results.json ...
+        # would be overwritten
+        raise ConfigError(f"{out} holds files but no tfkit run (no config.json); use another "
+                          "--out, e.g. a new folder")
     run = RunDir(out, log=log)
     resolved = to_dict(config)
     old, diff = _changed_fields(experiment, config, run.path)
