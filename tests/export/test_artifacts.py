@@ -60,3 +60,23 @@ def test_tflite_variants_reproduce_recorded_accuracy(path, data_dir):
         model = TFLiteModel(path / recorded["file"])
         accuracy = float(np.mean(model.predict(x / np.float32(255)).argmax(-1) == y))
         assert accuracy == pytest.approx(recorded["accuracy"], abs=2e-3), variant
+
+
+def test_no_docstring_example_writes_over_a_reference_artifact():
+    """A docstring example run from the repository root (copied into a shell, or `pytest
+    --doctest-modules`) must not replace saved_models/topk or tflite/topk with a random model."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import tfkit.export
+
+    names = ["tfkit.export", *(m.name for m in pkgutil.iter_modules(tfkit.export.__path__,
+                                                                      "tfkit.export."))]
+    for name in names:
+        for test in doctest.DocTestFinder().find(importlib.import_module(name), name):
+            for example in test.examples:
+                for artifact in {"/".join(p.relative_to(ROOT).parts[:2])
+                                 for p in [*SAVED, *TFLITE]}:  # saved_models/topk, tflite/topk
+                    assert f"{artifact}/" not in example.source and \
+                        f'{artifact}"' not in example.source, (name, example.source)

@@ -308,3 +308,21 @@ def test_a_first_rescaling_that_maps_unit_images_is_not_a_pixel_model():
     for scale, offset in ((1 / 255, 0.0), (1 / 127.5, -1.0)):
         assert takes_pixels(model(scale, offset))
         assert float(tf.reduce_max(model_inputs(model(scale, offset), pixels))) == 255.0
+
+
+def test_card_of_a_users_keras_file_describes_what_was_exported(tmp_path):
+    """A bare `.keras` (no meta kind, no run): the card names the kind the export inferred,
+    no made-up training command, and what `images` and `logits` hold."""
+    from tfkit.backend import keras
+
+    inputs = keras.Input((4, 4, 1), dtype="uint8")
+    hidden = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255.0)(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden)).save(
+        tmp_path / "own.keras")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_savedmodel(tmp_path / "own.keras", tmp_path / "sm" / "own" / "1") == 0
+    card = (tmp_path / "sm" / "own" / "MODEL_CARD.md").read_text()
+    assert "- kind: image_classifier" in card
+    assert "tfkit run a tfkit run" not in card and "trained by: unknown" in card
+    assert "uint8 pixels 0-255 [batch, 4, 4, 1], given to the model as they are" in card
+    assert "log-probabilities (the model ends in a softmax)" in card

@@ -174,3 +174,45 @@ def test_parity_feeds_a_model_that_scales_its_own_pixels_the_pixels(tmp_path):
     assert report["keras"]["accuracy"] == pytest.approx(want)
     assert report["variants"]["float32"]["accuracy"] == pytest.approx(want)
     assert report["variants"]["int8"]["accuracy"] > want - 0.05  # calibrated on pixels
+
+
+def test_int8_calibration_of_the_wrong_dtype_or_shape():
+    """`images / 255.0` is float64 (cast, not a converter error); uint8 pixels for a [0, 1]
+    model and images of the wrong size are clear errors naming what the model takes."""
+    from tfkit.backend import keras
+    from tfkit.export import convert
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1), dtype=np.uint8)
+    flat = convert(model, "int8", calibration=pixels / 255.0)  # float64
+    assert TFLiteModel(flat).input_dtype == np.int8
+    convert(model, "int8", calibration=pixels[..., 0] / 255.0)  # grayscale without channels
+    with pytest.raises(ExportError, match=r"uint8 calibration.*float32 \[N, 8, 8, 1\]"):
+        convert(model, "int8", calibration=pixels)
+    with pytest.raises(ExportError, match=r"calibration of shape \[8, 9, 9, 1\].*\[N, 8, 8, 1\]"):
+        convert(model, "int8", calibration=np.zeros((8, 9, 9, 1), np.float32))
+
+
+def test_card_says_what_each_variant_takes(tflite_out):
+    card = (tflite_out / "MODEL_CARD.md").read_text()
+    assert "- kind: image_classifier" in card
+    assert "- `topk_float32.tflite`: float32 [1, 8, 8, 1], [0, 1] (pixel / 255)" in card
+    assert "- `topk_int8.tflite`: int8 [1, 8, 8, 1], [0, 1] (pixel / 255) quantized as " \
+           "round(x / 0.00392" in card
+
+
+def test_a_language_model_converts_at_a_fixed_length():
+    """An LM's [batch, None] input: the error asks for (length,), not an image size; given it,
+    float32 TFLite computes Keras' logits."""
+    from tfkit.export import convert
+    from tfkit.models import DecoderLM
+
+    lm = DecoderLM(vocabulary_size=24, sequence_length=12, num_layers=1, hidden_dim=16,
+                   num_heads=2, intermediate_dim=32)
+    ids = np.random.default_rng(0).integers(1, 24, (3, 12)).astype(np.int32)
+    lm(ids)
+    with pytest.raises(ExportError, match=r"\(length,\) for token ids"):
+        convert(lm, "float32")
+    got = TFLiteModel(convert(lm, "float32", input_shape=(12,))).predict(ids)
+    np.testing.assert_allclose(got, lm(ids).numpy(), atol=1e-4)

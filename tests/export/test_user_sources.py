@@ -104,3 +104,54 @@ def test_export_cli_refuses_the_folder_before_loading_the_model(tmp_path, monkey
     (run / "models" / "m.keras").write_text("x")
     with pytest.raises(ExportError, match="not a SavedModel"):
         export_cli.export_savedmodel(run / "models" / "m.keras", run)
+
+
+def test_an_out_under_a_file_is_refused_before_loading_the_model(tmp_path, monkeypatch):
+    from tfkit.export import cli as export_cli
+    from tfkit.export.source import ModelSource
+
+    def never(self):
+        raise AssertionError("loaded the model before checking --out")
+
+    monkeypatch.setattr(ModelSource, "load", never)
+    (tmp_path / "m.keras").write_text("x")
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    for export in (export_cli.export_savedmodel, export_cli.export_tflite):
+        with pytest.raises(ExportError, match="taken is a file, not a folder"):
+            export(tmp_path / "m.keras", tmp_path / "taken" / "m" / "1")
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # a read-only folder (as root too)
+    for export in (export_cli.export_savedmodel, export_cli.export_tflite):
+        with pytest.raises(ExportError, match="is not writable"):
+            export(tmp_path / "m.keras", tmp_path / "new" / "1")
+
+
+def test_a_failed_tflite_export_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    """int8 failing after float32/float16 were written: `--out` keeps its earlier contents
+    (no new .tflite beside a stale parity.md / card that look complete)."""
+    import json
+
+    from tfkit.export import cli as export_cli
+    from tfkit.export import parity
+
+    inputs = keras.Input((8, 8, 1))
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))).save(
+        tmp_path / "own.keras")
+    (tmp_path / "own.json").write_text(json.dumps({"kind": "image_classifier",
+                                                   "dataset": "digits"}))
+    convert = parity.convert
+
+    def failing(model, variant, *args, **kwargs):
+        if variant == "int8":
+            raise ExportError("TFLite int8 conversion failed: no int8 kernel")
+        return convert(model, variant, *args, **kwargs)
+
+    monkeypatch.setattr(parity, "convert", failing)
+    for out in (tmp_path / "fresh", tmp_path / "earlier"):
+        if out.name == "earlier":
+            out.mkdir()
+            (out / "parity.md").write_text("earlier export")
+        with pytest.raises(ExportError, match="int8"):
+            export_cli.export_tflite(tmp_path / "own.keras", out)
+        assert sorted(p.name for p in out.glob("*")) == (
+            ["parity.md"] if out.name == "earlier" else [])
+        assert not list(tmp_path.glob(".*"))  # no staging folder left behind

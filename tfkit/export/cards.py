@@ -68,7 +68,7 @@ def _cli_value(value: Any) -> str:
 
 
 def model_card(source: ModelSource, artifact: str, measured: dict[str, Any],
-               export_command: str, details: str = "") -> str:
+               export_command: str, details: str = "", kind: str | None = None) -> str:
     """Markdown model card.
 
     Args:
@@ -77,15 +77,17 @@ def model_card(source: ModelSource, artifact: str, measured: dict[str, Any],
         measured: numbers measured on the exported artifact (e.g. held-out accuracy).
         export_command: the `tfkit export ...` command that wrote the artifact.
         details: extra markdown (signatures, parity table).
+        kind: the kind the exporter served the model as (default: the meta's).
     """
     meta = source.meta
     training = meta.get("metrics") or {}
-    experiment = meta.get("experiment") or _experiment_of(source.run_dir) or "a tfkit run"
+    experiment = meta.get("experiment") or _experiment_of(source.run_dir)
+    trained_by = (f"`tfkit run {experiment}`" if experiment
+                  else "unknown, no tfkit experiment recorded")
     lines = [f"# Model card: {source.name} ({artifact})", "",
              "## Model", "",
-             f"- kind: {meta.get('kind', 'unknown')}",
-             f"- trained by: `tfkit run {experiment}` "
-             f"(`{source.run_dir or source.path}`)",
+             f"- kind: {kind or meta.get('kind', 'unknown')}",
+             f"- trained by: {trained_by} (`{source.run_dir or source.path}`)",
              f"- input shape: {meta.get('input_shape', 'see signatures')}",
              f"- description: {meta.get('description', 'n/a')}", "",
              "## Data", "",

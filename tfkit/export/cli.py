@@ -7,6 +7,8 @@ any `.keras` file (with `NAME.json` meta beside it when there is one).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from tfkit.export.errors import ExportError
 from tfkit.export.parity import parity_markdown, tflite_parity, write_parity
 from tfkit.export.saved_model import (
     check_export_target,
+    check_writable,
+    classifier_outputs,
     export_saved_model,
     image_input_shape,
     infer_kind,
@@ -26,6 +30,8 @@ from tfkit.export.saved_model import (
     signature_summary,
 )
 from tfkit.export.source import resolve_source
+from tfkit.export.tflite import TFLiteModel
+from tfkit.model_io import ends_in_softmax, takes_pixels
 from tfkit.runs import write_json
 
 __all__ = ["export_savedmodel", "export_tflite", "saved_model_parity"]
@@ -70,6 +76,51 @@ def saved_model_parity(model: Any, meta: dict, path: str | os.PathLike,
     return result
 
 
+def _served_io(model: Any, meta: dict, kind: str) -> str:
+    """The card's "Inputs and outputs": what the serving signature's tensors hold."""
+    lines = ["## Inputs and outputs", ""]
+    if kind == "language_model":
+        vocab = int(model.output_shape[-1])
+        length = meta.get("sequence_length") or getattr(model, "sequence_length", "?")
+        lines += [f"- `token_ids`: int32 ids in [0, {vocab}), at most {length} per row, "
+                  f"{meta.get('pad_id', 0)} = padding",
+                  f"- `logits`: float32 [batch, length, {vocab}]; `next_token_logits` at each "
+                  "row's last non-padding token; `next_token`: their arg-max"]
+        return "\n".join(lines)
+    height, width, channels = image_input_shape(model, meta)
+    scaling = ("given to the model as they are (it scales them itself)" if takes_pixels(model)
+               else "scaled to [0, 1] in-graph (pixel / 255), as the model was trained")
+    logits = ("log-probabilities (the model ends in a softmax)"
+              if classifier_outputs(model, meta) == "probabilities" else "the model's logits")
+    labels = "; `labels`: its class name" if meta.get("class_names") else ""
+    lines += [f"- `images`: uint8 pixels 0-255 [batch, {height}, {width}, {channels}], "
+              f"{scaling}",
+              f"- `logits`: float32, {logits}; `probabilities`: their softmax; `classes`: "
+              f"the arg-max{labels}"]
+    return "\n".join(lines)
+
+
+def _tflite_io(model: Any, report: dict, out: Path) -> str:
+    """The TFLite card's "Inputs and outputs": each variant's input tensor and its encoding."""
+    domain = "0-255 pixels" if takes_pixels(model) else "[0, 1] (pixel / 255)"
+    lines = ["## Inputs and outputs", "",
+             "Each variant takes one image per invoke and outputs the Keras model's outputs "
+             f"({'probabilities' if ends_in_softmax(model) else 'logits'}).", ""]
+    for v in report["variants"].values():
+        runner = TFLiteModel(out / v["file"])
+        shape = ", ".join(map(str, (runner.batch_size, *runner.input_shape)))
+        scale, zero = runner.input_quantization
+        if scale:
+            what = (f"{domain} quantized as round(x / {scale:.6g}) "
+                    f"{'-' if zero < 0 else '+'} {abs(zero)}")
+        elif np.issubdtype(runner.input_dtype, np.floating):
+            what = domain
+        else:
+            what = "0-255 pixels (the model's uint8 Input)"
+        lines.append(f"- `{v['file']}`: {runner.input_dtype.name} [{shape}], {what}")
+    return "\n".join(lines)
+
+
 def _card_dir(out: Path) -> Path:
     """NAME/ for a TF Serving NAME/VERSION folder (Serving ignores it), else `out` itself."""
     return out.parent if out.name.isdigit() else out
@@ -81,7 +132,8 @@ def export_savedmodel(source: str | os.PathLike, out: str | os.PathLike,
     src, out = resolve_source(source), Path(out)
     check_export_target(out)  # before loading the model: a refused --out costs nothing
     model = src.load()
-    print(f"exporting {src.path} ({infer_kind(model, src.meta)}) -> {out}", flush=True)
+    kind = infer_kind(model, src.meta)
+    print(f"exporting {src.path} ({kind}) -> {out}", flush=True)
     export_saved_model(model, src.meta, out)
     parity = saved_model_parity(model, src.meta, out, data_dir)
     signatures = signature_summary(out)
@@ -100,7 +152,8 @@ def export_savedmodel(source: str | os.PathLike, out: str | os.PathLike,
         measured["held-out accuracy"] = f"{parity['accuracy']:.4f}"
     write_card(card_dir / "MODEL_CARD.md", model_card(
         src, "SavedModel for TF Serving", measured,
-        f"uv run tfkit export savedmodel {source} --out {out}", "\n".join(sig_lines)))
+        f"uv run tfkit export savedmodel {source} --out {out}",
+        _served_io(model, src.meta, kind) + "\n\n" + "\n".join(sig_lines), kind=kind))
     print(f"SavedModel: {out} (signatures: {', '.join(signatures)}); max abs diff vs Keras "
           f"{parity['max_abs_diff']:.2e} on {parity['checked_on']}"
           + (f"; accuracy {parity['accuracy']:.4f}" if "accuracy" in parity else ""))
@@ -115,6 +168,7 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike,
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder; pass a folder for the .tflite "
                           "files, e.g. tflite/NAME")
+    check_writable(out)  # before loading the model
     model = src.load()
     kind = infer_kind(model, src.meta)
     if kind != "image_classifier":
@@ -123,16 +177,28 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike,
     slices = image_slices(src.meta, image_input_shape(model, src.meta), data_dir)
     print(f"exporting {src.path} to TFLite -> {out} (held-out: {len(slices.test_y)} "
           f"{slices.dataset} test images, calibration: {len(slices.calibration)})", flush=True)
-    report = tflite_parity(model, slices, out, src.name)
-    report["source"] = str(src.path)
-    write_parity(report, out)
-    measured = {f"{v} held-out accuracy": f"{r['accuracy']:.4f} ({r['size_bytes'] / 1e6:.2f} MB)"
-                for v, r in report["variants"].items()}
-    data = f" --data-dir {data_dir}" if data_dir else ""
-    write_card(out / "MODEL_CARD.md", model_card(
-        src, "TFLite variants", measured,
-        f"uv run tfkit export tflite {source} --out {out}{data}",
-        "## Parity with Keras\n\n" + parity_markdown(report)))
+    # Everything is written into a staging folder beside `out` and moved in once complete: a
+    # failed variant leaves `out` as it was, not new .tflite files beside a stale card.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        report = tflite_parity(model, slices, stage, src.name)
+        report["source"] = str(src.path)
+        write_parity(report, stage)
+        measured = {f"{v} held-out accuracy": f"{r['accuracy']:.4f} "
+                                              f"({r['size_bytes'] / 1e6:.2f} MB)"
+                    for v, r in report["variants"].items()}
+        data = f" --data-dir {data_dir}" if data_dir else ""
+        write_card(stage / "MODEL_CARD.md", model_card(
+            src, "TFLite variants", measured,
+            f"uv run tfkit export tflite {source} --out {out}{data}",
+            _tflite_io(model, report, stage) + "\n\n## Parity with Keras\n\n"
+            + parity_markdown(report), kind=kind))
+        out.mkdir(exist_ok=True)
+        for path in sorted(stage.iterdir()):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     print(parity_markdown(report))
     print(f"wrote {', '.join(v['file'] for v in report['variants'].values())}, parity.md, "
           f"parity.json, MODEL_CARD.md into {out}")

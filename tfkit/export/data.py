@@ -33,7 +33,9 @@ def fit_images(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
         x = x[..., None]
     height, width, channels = shape
     if x.shape[-1] != channels:
-        raise ExportError(f"the data has {x.shape[-1]} channels but the model takes {channels}")
+        raise ExportError(f"the data has images {list(x.shape[1:])} ({x.shape[-1]} channel(s)) "
+                          f"but the model takes [{height}, {width}, {channels}] (H, W, C): is "
+                          "the meta's \"dataset\" the one the model was trained on?")
     if x.shape[1:3] != (height, width):
         from tfkit.backend import tf
 

@@ -11,8 +11,8 @@ Example:
     >>> model = ViT(image_size=8, patch_size=4, num_layers=1, hidden_dim=16, num_heads=2,
     ...             intermediate_dim=32, num_classes=3, channels=3)
     >>> meta = {"kind": "image_classifier", "class_names": ["cat", "dog", "fox"]}
-    >>> _ = export_saved_model(model, meta, "saved_models/topk/1")   # TF Serving layout
-    >>> m = tf.saved_model.load("saved_models/topk/1")
+    >>> _ = export_saved_model(model, meta, "saved_models/example/1")   # TF Serving layout
+    >>> m = tf.saved_model.load("saved_models/example/1")
     >>> out = m.signatures["serving_default"](images=tf.zeros([2, 8, 8, 3], tf.uint8))
     >>> sorted(out), out["labels"].shape
     (['classes', 'labels', 'logits', 'probabilities'], TensorShape([2]))
@@ -31,6 +31,7 @@ from tfkit.export.errors import ExportError
 from tfkit.model_io import ends_in_softmax, model_inputs
 
 __all__ = ["ImageClassifierModule", "LanguageModelModule", "check_export_target",
+           "check_writable",
            "classifier_outputs", "export_saved_model", "image_input_shape", "keras_logits",
            "serving_module", "signature_summary"]
 
@@ -290,6 +291,20 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
     raise ExportError(f"cannot export models of kind {kind!r}")
 
 
+def check_writable(out: str | os.PathLike) -> None:
+    """Raises ExportError when `out` (a folder, created if absent) cannot be written: a file
+    on its path, or its nearest existing folder not writable. Checked before any work."""
+    out = Path(out).absolute()
+    for existing in (out, *out.parents):
+        if existing.exists():
+            break
+    if not existing.is_dir():
+        raise ExportError(f"cannot write {out}: {existing} is a file, not a folder; pass "
+                          "another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write {out}: {existing} is not writable; pass another --out")
+
+
 def check_export_target(out: str | os.PathLike) -> None:
     """Raises ExportError unless `out` is absent, empty or an earlier SavedModel export (the
     folders `export_saved_model` may replace); call it before loading a large model. The
@@ -297,8 +312,10 @@ def check_export_target(out: str | os.PathLike) -> None:
     versions of `saved_models/NAME`."""
     out = Path(out)
     if not out.exists() and not out.is_symlink():
+        check_writable(out)
         return
     if out.is_dir() and ((out / "saved_model.pb").is_file() or not any(out.iterdir())):
+        check_writable(out.parent)  # the export replaces `out` from a folder beside it
         return
     what = "a file" if not out.is_dir() else "a folder with other contents"
     raise ExportError(f"{out} exists and is not a SavedModel ({what}); the export would "

@@ -137,7 +137,8 @@ def _fixed_size(model: Any, input_shape: tuple[int, ...] | None) -> Any:
         return model
     if input_shape is None:
         raise ExportError(f"the model's input shape {list(model.input_shape[1:])} has free "
-                          "dimensions; pass input_shape=(height, width, channels)")
+                          "dimensions; pass input_shape without the batch axis: (height, "
+                          "width, channels) for images, (length,) for token ids")
     from tfkit.backend import keras
 
     inputs = keras.Input(tuple(int(d) for d in input_shape), dtype=model.inputs[0].dtype)
@@ -165,6 +166,7 @@ def convert(model: Any, variant: str, calibration: np.ndarray | None = None,
     if variant == "int8":
         if calibration is None or len(calibration) == 0:
             raise ExportError("full-integer int8 needs calibration data (training examples)")
+        calibration = _calibration(model, calibration)
 
         def representative() -> Any:
             for i in range(len(calibration)):
@@ -181,6 +183,32 @@ def convert(model: Any, variant: str, calibration: np.ndarray | None = None,
     except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError
         raise ExportError(f"TFLite {variant} conversion failed: {str(e).splitlines()[0]}"
                           ) from None
+
+
+def _calibration(model: Any, calibration: Any) -> np.ndarray:
+    """`calibration` as the model's input takes it: floats cast to the Input's float dtype
+    (`images / 255.0` is float64), a channel axis added to grayscale [N, H, W]; an
+    ExportError, before the converter's own message, for another shape or for integers a float
+    Input would read unscaled (uint8 pixels)."""
+    calibration = np.asarray(calibration)
+    spec = model.inputs[0]
+    want = [int(d) for d in spec.shape[1:]]
+    dtype = np.dtype(spec.dtype.as_numpy_dtype)
+    expected = f"{dtype.name} [N, {', '.join(map(str, want))}]"
+    if np.issubdtype(dtype, np.floating):
+        dtype_ok = np.issubdtype(calibration.dtype, np.floating)
+    else:  # an integer Input (uint8 pixels, token ids): exactly its dtype
+        dtype_ok = calibration.dtype == dtype
+    if not dtype_ok:
+        raise ExportError(f"int8 got {calibration.dtype} calibration; the model takes {expected}"
+                          " in its own input domain (e.g. uint8 images / 255.0 for a model "
+                          "trained on [0, 1] images, the pixels for a uint8 Input)")
+    if want[-1:] == [1] and list(calibration.shape[1:]) == want[:-1]:  # grayscale [N, H, W]
+        calibration = calibration[..., None]
+    if list(calibration.shape[1:]) != want:
+        raise ExportError(f"int8 got calibration of shape {list(calibration.shape)}; the model "
+                          f"takes {expected}")
+    return calibration.astype(dtype, copy=False)
 
 
 def interpreter_class() -> Callable[..., Any]:
@@ -294,6 +322,11 @@ class TFLiteModel:
     @property
     def input_dtype(self) -> np.dtype:
         return np.dtype(self._input["dtype"])
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        """(scale, zero_point) of the input tensor; (0.0, 0) for an unquantized input."""
+        return _quantization(self._input)
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         """Model-domain floats → the input tensor (quantized for int8); the input dtype itself
