@@ -76,6 +76,8 @@ def _parse(text: str, tp: Any, key: str) -> Any:
                 return _parse(text, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
+        if len(errors) == 1:  # one type besides None: its own message (e.g. "finite")
+            raise ConfigError(errors[0] + " (or None)")
         raise ConfigError(f"{key}: cannot parse {text!r} as {tp}")
     if origin is typing.Literal:
         choices = typing.get_args(tp)

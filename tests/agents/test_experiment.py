@@ -141,14 +141,14 @@ def test_unset_options_are_none_and_non_positive_values_are_refused():
     ("l_spec=2,72,4", "l_spec must be 4 positive ints"),
     ("xs_spec=2,0,1,8", "xs_spec must be 4 positive ints"),
     ("temperature=-0.5", "temperature must be a finite number"),
-    ("grow_temperature=nan", "grow_temperature must be a finite number"),
+    ("grow_temperature=nan", "grow_temperature: expected a finite number"),  # (--set parsing)
     ("max_new_tokens=192", "must be below sequence_length"),
     ("documents=docs.txt", "documents needs questions_csv"),
     ("strategy=mirrorred", "strategy must be one of"),
     ("l_spec=2,70,4,288", "l_spec: width 70 is not divisible by its 4 heads"),
     ("learning_rate=0", "learning_rate must be a finite number > 0"),
-    ("learning_rate=nan", "learning_rate must be a finite number > 0"),
-    ("xs_learning_rate=nan", "xs_learning_rate must be positive"),
+    ("learning_rate=nan", "learning_rate: expected a finite number"),  # (--set parsing)
+    ("xs_learning_rate=nan", "xs_learning_rate: expected a finite number"),  # (--set parsing)
     ("epochs=0", "epochs must be at least 1"),
     ("epochs_initial=0", "epochs_initial must be at least 1"),
     ("teacher_noise=1.5", "teacher_noise must be a probability"),
@@ -160,6 +160,17 @@ def test_unset_options_are_none_and_non_positive_values_are_refused():
 def test_values_that_would_fail_late_are_refused_at_once(override, message):
     with pytest.raises(ConfigError, match=message):
         get("rest-react").config("quick", overrides=[override])
+
+
+@pytest.mark.parametrize("field, message", [
+    ("grow_temperature", "grow_temperature must be a finite number"),
+    ("learning_rate", "learning_rate must be a finite number > 0"),
+    ("xs_learning_rate", "xs_learning_rate must be positive")])
+def test_a_nan_given_in_code_is_refused_by_the_config_itself(field, message):
+    from tfkit.experiments.rest_react import Config
+
+    with pytest.raises(ConfigError, match=message):
+        Config(**{field: float("nan")})
 
 
 def test_train_hops_must_not_be_empty():
