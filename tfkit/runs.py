@@ -28,7 +28,7 @@ from typing import Any
 from tfkit.errors import TfkitError
 
 __all__ = ["RunDir", "RunFileError", "atomic_write_bytes", "atomic_write_text", "write_json",
-           "read_json", "markdown_table"]
+           "read_json", "markdown_table", "unwritable_reason"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -70,6 +70,21 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why `folder` (created if absent) could not be written, or None: a file on its path, or
+    its nearest existing folder not writable. For commands that check their --out before any
+    work."""
+    folder = Path(folder).absolute()
+    for existing in (folder, *folder.parents):
+        if existing.exists():
+            break
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 class RunFileError(TfkitError, ValueError):

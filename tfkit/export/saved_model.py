@@ -29,6 +29,7 @@ from typing import Any
 from tfkit.backend import tf
 from tfkit.export.errors import ExportError
 from tfkit.model_io import ends_in_softmax, model_inputs
+from tfkit.runs import unwritable_reason
 
 __all__ = ["ImageClassifierModule", "LanguageModelModule", "check_export_target",
            "check_writable",
@@ -294,15 +295,9 @@ def serving_module(model: Any, meta: dict) -> ImageClassifierModule | LanguageMo
 def check_writable(out: str | os.PathLike) -> None:
     """Raises ExportError when `out` (a folder, created if absent) cannot be written: a file
     on its path, or its nearest existing folder not writable. Checked before any work."""
-    out = Path(out).absolute()
-    for existing in (out, *out.parents):
-        if existing.exists():
-            break
-    if not existing.is_dir():
-        raise ExportError(f"cannot write {out}: {existing} is a file, not a folder; pass "
-                          "another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write {out}: {existing} is not writable; pass another --out")
+    reason = unwritable_reason(out)
+    if reason:
+        raise ExportError(f"cannot write {Path(out).absolute()}: {reason}; pass another --out")
 
 
 def check_export_target(out: str | os.PathLike) -> None:

@@ -10,7 +10,6 @@ or uint8 0..255 as `tfkit export savedmodel` writes; a `logits` output is prefer
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from tfkit.errors import TfkitError
 from tfkit.robustness import registry
 from tfkit.robustness.evaluate import check_input_shape
 from tfkit.robustness.inputs import to_uint8_pixels
-from tfkit.runs import markdown_table, read_json, write_json
+from tfkit.runs import markdown_table, read_json, unwritable_reason, write_json
 
 __all__ = ["eval_command", "load_model"]
 
@@ -87,12 +86,11 @@ def _check_target(target: Path) -> None:
 
 
 def _check_writable(target: Path) -> None:
-    """Creates `target`'s folder and writes a scratch file there, so an `--out` that cannot be
-    written (a path through a file, no permission) fails now with an OSError naming it, not
-    after every suite has run."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=target.parent):
-        pass
+    """An `--out` whose folder cannot be written (a path through a file, no permission) fails
+    now, naming it, not after every suite has run."""
+    reason = unwritable_reason(target.parent)
+    if reason:
+        raise TfkitError(f"cannot write {target}: {reason}; pass another --out")
 
 
 def eval_command(model: str, data: str, suites: list[str], data_dir: str | None = None,
