@@ -5,6 +5,7 @@ One module so that TensorFlow Federated is imported once (~20 s).
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -104,15 +105,16 @@ def test_micro_batch_digest_matches_whole_batch_step():
         Party("p", model, x, y, digest_micro_batch_size=8)  # "batch" statistics
 
 
-def _parties(scenario, flaky: int | None = None, **party_kwargs):
+def _parties(scenario, flaky: int | None = None, flaky_cls: type | None = None,
+             **party_kwargs):
     """Three tiny heterogeneous parties, pretrained for one epoch on the public digits; party
-    `flaky` is a `_FlakyParty`."""
+    `flaky` is a `flaky_cls` (default `_FlakyParty`)."""
     set_seed(0)
     parties = []
     models = paper_cnns(3, 10, scenario.input_shape, 0.05)
     for i, (cid, model) in enumerate(zip(scenario.party_ids, models, strict=True)):
         x, y = client_arrays(scenario.private, cid)
-        cls = _FlakyParty if i == flaky else Party
+        cls = (flaky_cls or _FlakyParty) if i == flaky else Party
         party = cls(cid, model, x, y, private_batch_size=5, seed=i, **party_kwargs)
         party.fit_labels(scenario.public_x[:300], scenario.public_y[:300], 1, 64)
         party.train_private(3)
@@ -262,6 +264,46 @@ def test_failing_and_late_parties_are_left_out(scenario, tmp_path):
     assert history[0]["bytes_up"] == 2 * 200 * 10 * 4
     assert any("party1 failed" in m and "disk full" in m for m in logs)
     assert any("deadline" in m for m in logs)
+
+
+class _HangingParty(Party):
+    """Does not answer its first communicate call until the test sets `release` (40 s at most,
+    so that a regression fails the test instead of hanging it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+        self.calls = 0
+
+    def logits(self, x):
+        if len(x) == ALIGNMENT:  # the communicate stage (evaluation uses the test set)
+            self.calls += 1
+            if self.calls == 1:
+                self.release.wait(40)
+        return super().logits(x)
+
+
+@pytest.mark.parametrize("max_parallel", [1, 2])
+def test_party_that_never_answers_does_not_hold_the_round(scenario, max_parallel):
+    parties = _parties(scenario, flaky=1, flaky_cls=_HangingParty)
+    hanging = parties[1]
+    logs: list[str] = []
+    process = _process(scenario, parties, deadline_s=3.0, log=logs.append,
+                       max_parallel_parties=max_parallel)
+    with runtime.local_context():
+        state, first = process.next(process.initialize())
+        state, second = process.next(state)  # its round-1 call is still running
+        hanging.release.set()
+        for thread in threading.enumerate():  # its call ends; it may take part again
+            if thread.name == f"tfkit-fedmd-{hanging.name}":
+                thread.join(30)
+        state, third = process.next(state)
+    assert first["seconds"] < 20  # the round did not wait for the silent party
+    assert [list(m["participated"]) for m in (first, second, third)] == [
+        [1, 0, 1], [1, 0, 1], [1, 1, 1]]
+    assert hanging.calls == 2  # not asked again while its first call was running
+    assert any("party1 gave no answer within the deadline" in m for m in logs)
+    assert any("party1 is still busy" in m for m in logs)
 
 
 def test_every_party_failing_and_dead_worker_give_clear_errors(scenario, tmp_path):

@@ -146,8 +146,10 @@ def build_fedmd_process(
         digest_epochs: epochs fitting the consensus (MAE, the party's digest batch size).
         revisit_epochs: epochs on private data after digesting.
         party_weights: per-party weights of the consensus mean (e.g. private data sizes).
-        deadline_s: a party whose logits take longer is left out of that round's consensus
-            (its late result is discarded when it arrives: party-side work is not preempted).
+        deadline_s: a party whose logits take longer is left out of that round's consensus;
+            the round goes on without waiting for it. Its call cannot be stopped, so it runs
+            on in the background, and the party is left out of later rounds until it answers
+            (that late result is discarded).
         aggregate_timeout_s: the aggregate stage raises `WorkerError` after this long (e.g. a
             killed remote worker); None waits forever.
         test_data: (x, y) evaluated after every round (`metrics.accuracy`); else zeros.
@@ -191,6 +193,7 @@ def build_fedmd_process(
     consensus_fn = stages.build_consensus_computation(size, num_classes)
     fedavg_bytes = sum(4 * p.num_parameters() for p in parties)
     state_type, metrics_type = _types(len(parties))
+    unanswered: dict = {}  # party name -> the thread of its call that missed a deadline
 
     @tff.tensorflow.computation
     def initialize_tf():
@@ -210,7 +213,8 @@ def build_fedmd_process(
         x_align = public_x[alignment_indices(len(public_x), size, seed, round_num)]
 
         t0 = time.perf_counter()
-        outcomes = stages.communicate(parties, x_align, deadline_s, log, max_parallel_parties)
+        outcomes = stages.communicate(parties, x_align, deadline_s, log, max_parallel_parties,
+                                      unanswered)
         timer.add("communicate", time.perf_counter() - t0)
         ok = [i for i, o in enumerate(outcomes) if o.ok]
         if not ok:
