@@ -81,6 +81,25 @@ def test_digest_batch_norm_modes(mode):
         Party("p", model, x, y, digest_batch_norm="frozen")
 
 
+def test_moving_mode_finds_sync_batch_normalization():
+    """A user model with `SyncBatchNormalization` (multi-GPU BatchNorm) digests on its moving
+    statistics in "moving" mode, as with plain BatchNormalization."""
+    from tfkit.backend import keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 8, 8), dtype=np.float32), rng.integers(0, 3, 40)
+    model = keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Reshape((8, 8, 1)), keras.layers.Conv2D(4, 3),
+        keras.layers.experimental.SyncBatchNormalization(momentum=0.5),
+        keras.layers.Flatten(), keras.layers.Dense(3)])
+    party = Party("p", model, x, y, private_batch_size=8, digest_batch_norm="moving")
+    party.train_private(2)  # moving statistics away from their initial values
+    stats = [v.numpy().copy() for v in model.non_trainable_variables]
+    assert party.digest(x, party.logits(x)) < 1e-5
+    for before, v in zip(stats, model.non_trainable_variables, strict=True):
+        np.testing.assert_array_equal(before, v.numpy())
+
+
 def test_micro_batch_digest_matches_whole_batch_step():
     """With moving BN statistics (and no dropout), accumulating the gradients of micro-batches
     gives the whole batch's update; with batch statistics it is refused."""

@@ -191,7 +191,8 @@ class Party:
                 # float32 scores whatever the model computes in (float64 layers, mixed_float16)
                 return tf.cast(model(x, training=training), tf.float32)
 
-        norms = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
+        norms = [m for m in model.submodules if isinstance(m, (
+            keras.layers.BatchNormalization, keras.layers.experimental.SyncBatchNormalization))]
 
         def digest_forward(x: tf.Tensor) -> tf.Tensor:
             if digest_batch_norm == "batch":
