@@ -282,3 +282,22 @@ def test_a_resumed_fit_over_an_endless_dataset_continues_its_stream(tmp_path):
     straight = fit(tmp_path / "whole", 3)
     fit(tmp_path / "resumed", 1)  # then a Ctrl-C
     _assert_same_fit(straight, fit(tmp_path / "resumed", 3))  # was: epoch 2 saw batches 1-4
+
+
+def test_a_resumed_fit_keeps_its_early_stopping_and_plateau_state(tmp_path, monkeypatch):
+    """EarlyStopping and ReduceLROnPlateau continue their counts, best value and best weights:
+    the resumed fit lowers its rate and stops at the epochs the straight one did."""
+    from tfkit.backend import keras, tf
+
+    def callbacks():  # never better by 10: the rate halves after epoch 3, stop after epoch 4
+        return [keras.callbacks.EarlyStopping("loss", min_delta=10, patience=3,
+                                              restore_best_weights=True),
+                keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=2, min_delta=10)]
+
+    straight = _fit(tmp_path / "straight", epochs=8, callbacks=callbacks())
+    assert len(straight[1]["loss"]) == 4
+    np.testing.assert_allclose(straight[1]["lr"], [0.1, 0.1, 0.1, 0.05])  # logged before the cut
+    with _killed_at_call(monkeypatch, tf.train.CheckpointManager, "save", 3):  # after epoch 2
+        _fit(tmp_path / "resumed", epochs=8, callbacks=callbacks())
+    # was: both callbacks started afresh at epoch 3 (6 epochs, other weights)
+    _assert_same_fit(straight, _fit(tmp_path / "resumed", epochs=8, callbacks=callbacks()))

@@ -21,12 +21,57 @@ class CheckpointMismatchError(TfkitError, ValueError):
     """The checkpoint to resume from was written by a model of other variable shapes."""
 
 
+# What these Keras callbacks carry from epoch to epoch (their settings are the constructor's).
+_CARRIED = {keras.callbacks.EarlyStopping: ("wait", "stopped_epoch", "best", "best_epoch"),
+            keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter")}
+
+
+class _CallbackState(tf.Module):
+    """The carried state of a fit's EarlyStopping / ReduceLROnPlateau callbacks, as variables
+    of the epoch's checkpoint (so a resumed fit continues their counts, best values and
+    EarlyStopping's best weights). Other callbacks start afresh on a resume."""
+
+    def __init__(self, callbacks: list, model: keras.Model):
+        super().__init__(name="callbacks")
+        self.callbacks = [cb for cb in callbacks if type(cb) in _CARRIED]
+        self.saved = tf.Variable(False)  # False: an older checkpoint, or none yet
+        self.values = [tf.Variable(np.zeros(len(_CARRIED[type(cb)]) + 1), dtype=tf.float64)
+                       for cb in self.callbacks]  # the attributes, then "holds best weights"
+        # EarlyStopping(restore_best_weights=True)'s weights (only if the model is built now)
+        self.best_weights = [[tf.Variable(w) for w in model.get_weights()]
+                             if getattr(cb, "restore_best_weights", False) else []
+                             for cb in self.callbacks]
+
+    def capture(self) -> None:
+        for cb, values, best in zip(self.callbacks, self.values, self.best_weights,
+                                    strict=True):
+            weights = getattr(cb, "best_weights", None)
+            kept = weights is not None and len(weights) == len(best) > 0
+            values.assign([float(getattr(cb, a)) for a in _CARRIED[type(cb)]] + [float(kept)])
+            for variable, w in zip(best, weights if kept else [], strict=False):
+                variable.assign(w)
+        self.saved.assign(True)
+
+    def apply(self) -> None:
+        """Puts the restored state into the callbacks (after their own `on_train_begin`)."""
+        for cb, values, best in zip(self.callbacks, self.values, self.best_weights,
+                                    strict=True):
+            *carried, kept = values.numpy().tolist()
+            for attr, value in zip(_CARRIED[type(cb)], carried, strict=True):
+                setattr(cb, attr, value if attr == "best" else int(value))
+            if kept:
+                cb.best_weights = [v.numpy() for v in best]
+
+
 class ResumableFit(keras.callbacks.Callback):
     """Checkpoints model + optimizer every epoch into `directory` and tells where to resume.
 
     Args:
         directory: where `tf.train.CheckpointManager` keeps the last `max_to_keep` checkpoints.
         max_to_keep: checkpoints kept on disk.
+        callbacks: the fit's other callbacks; the state of its `EarlyStopping` and
+            `ReduceLROnPlateau` ones (counts, best value, best weights) is checkpointed too and
+            put back when a resumed fit begins. Put this callback after them.
 
     Example:
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
@@ -39,19 +84,26 @@ class ResumableFit(keras.callbacks.Callback):
         (2, 2)
     """
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1):
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 1,
+                 callbacks: list | tuple = ()):
         super().__init__()
         self.directory = str(directory)
         self.max_to_keep = max_to_keep
+        self.callbacks = list(callbacks)
         self.history: dict[str, list[float]] = {}  # every epoch's logs, restored ones included
         self.stopped = False  # whether the restored fit was ended early by a callback
         self._logs: list[dict] = []  # each epoch's logs, in order (a key may skip epochs)
         self._manager: tf.train.CheckpointManager | None = None
+        self._state: _CallbackState | None = None
+        self._restored_state = False  # whether to put the restored state into the callbacks
 
     def _manager_for(self, model: keras.Model) -> tf.train.CheckpointManager:
         if self._manager is None:
-            ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-            self._manager = tf.train.CheckpointManager(ckpt, self.directory, self.max_to_keep)
+            parts = {"model": model, "optimizer": model.optimizer}
+            if any(type(cb) in _CARRIED for cb in self.callbacks):  # else the layout of old
+                self._state = parts["callbacks"] = _CallbackState(self.callbacks, model)
+            self._manager = tf.train.CheckpointManager(tf.train.Checkpoint(**parts),
+                                                       self.directory, self.max_to_keep)
         return self._manager
 
     def restore(self, model: keras.Model) -> int:
@@ -71,6 +123,7 @@ class ResumableFit(keras.callbacks.Callback):
                 f"written by a model of other shapes; delete {self.directory} to train afresh, "
                 "or pass another directory") from None
         epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
+        self._restored_state = self._state is not None and bool(self._state.saved.numpy())
         state = Path(self.directory) / "epoch.json"
         saved = (read_json(state, dict, remedy=f"delete {self.directory} to train afresh")
                  if state.exists() else {})
@@ -85,6 +138,10 @@ class ResumableFit(keras.callbacks.Callback):
             self.history = {k: list(v[:epoch]) for k, v in saved.get("history", {}).items()}
         return epoch
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self._restored_state:  # the callbacks before this one have just reset themselves
+            self._state.apply()
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         # The epoch's logs first, then its checkpoint: a fit killed in between resumes from the
         # previous checkpoint with the logs up to it (restore cuts epoch.json to the checkpoint)
@@ -98,7 +155,10 @@ class ResumableFit(keras.callbacks.Callback):
         atomic_write_text(Path(self.directory) / "epoch.json", json.dumps(
             {"epoch": epoch + 1, "history": self.history, "logs": self._logs,
              "stopped": self.stopped}))
-        self._manager_for(self.model).save(checkpoint_number=epoch + 1)
+        manager = self._manager_for(self.model)
+        if self._state is not None:
+            self._state.capture()
+        manager.save(checkpoint_number=epoch + 1)
 
 
 def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | os.PathLike,
@@ -108,11 +168,12 @@ def fit_resumable(model: keras.Model, x: Any, *, epochs: int, directory: str | o
 
     `log`, if given, is told when a fit resumes (from which epoch) or was already complete.
     A fit that a callback stopped (EarlyStopping, TerminateOnNaN) is complete: re-running it
-    trains nothing, as the straight run. A callback's own state (EarlyStopping's wait count)
-    is not checkpointed: it starts afresh on a resume.
+    trains nothing, as the straight run. The state of `EarlyStopping` and `ReduceLROnPlateau`
+    callbacks is checkpointed with each epoch, so a resumed fit stops and lowers its rate where
+    the straight one would; other callbacks' own state starts afresh on a resume.
     Returns the history dict of every epoch, those of earlier (interrupted) fits included.
     """
-    cb = ResumableFit(directory)
+    cb = ResumableFit(directory, callbacks=callbacks or ())
     start = cb.restore(model)
     if start and log is not None:
         if cb.stopped and start < epochs:
