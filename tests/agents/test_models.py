@@ -279,3 +279,33 @@ def test_finetuning_loss_is_float32_under_mixed_float16(tmp_path):
     assert model(np.zeros([1, 4], np.int32)).dtype == tf.float16  # really mixed
     assert np.isfinite(history["loss"][0])
     assert history["loss"][0] == pytest.approx(np.log(tok.vocabulary_size), rel=0.02)
+
+
+def test_logprob_covers_only_the_text_kept_before_a_custom_stop(tiny):
+    tok, model = tiny
+    lm = KerasLM(model, tok, jit_compile=False)
+    for seed in range(20):  # a sample of 8 tokens, none of them <pad>/<unk> (dropped in text)
+        kw = dict(temperature=1.0, max_new_tokens=8, seed=seed)
+        [[full]] = lm.generate(["hello world"], **kw)
+        words = full.text.split()
+        if len(words) == full.num_tokens == 8:
+            break
+    assert len(words) == 8
+    [[cut]] = lm.generate(["hello world"], stop=(" ".join(words[2:]),), **kw)
+    assert cut.text == " ".join(words[:2]) + " " and cut.num_tokens == 2
+    ids = tok.encode("hello world") + tok.encode(cut.text)
+    logp = tf.nn.log_softmax(model(np.array([ids]))[0]).numpy()
+    expected = sum(logp[i - 1, ids[i]] for i in range(len(ids) - 2, len(ids)))
+    assert cut.logprob == pytest.approx(float(expected), rel=1e-4)  # was: all 8 tokens'
+
+
+def test_no_seed_draws_fresh_samples_per_call_and_a_seed_repeats_them(tiny):
+    tok, model = tiny
+    lm = KerasLM(model, tok, jit_compile=False)
+    kw = dict(num_samples=4, temperature=1.0, max_new_tokens=6)
+
+    def texts(**more):
+        return [s.text for row in lm.generate(["hello world"], **kw, **more) for s in row]
+
+    assert texts() != texts()  # was: seed=None drew the same samples every call
+    assert texts(seed=7) == texts(seed=7)

@@ -232,3 +232,40 @@ def test_judges_read_one_reference_string_as_one_reference():
     judge = OfflineJudge()  # as evaluate_policy already did for a question's 'answers'
     assert judge("q", "Ume Vale", "Ume Vale") and not judge("q", "e", "Ume Vale")
     assert "Reference answer: Ume Vale\n" in judge_prompt("q", "x", "Ume Vale")
+
+
+def test_a_repeated_keyword_is_a_parse_error_naming_it():
+    # Python refuses `f(query="a", query="b")`; the parser kept the last value
+    with pytest.raises(ParseError, match="repeated keyword 'query'"):
+        parse_action('Search(thoughts="t", query="a", query="b")', "decision")
+
+
+@pytest.mark.parametrize("links", ["[True]", "[1, False]"])
+def test_a_bool_link_is_refused_not_read_as_link_1(links):
+    with pytest.raises(ParseError, match="links must be a list of integers"):
+        parse_action(f'Summary(links={links}, text="x [link_id=1]")', "summarize")
+
+
+def test_a_nan_logprob_ranks_last_whatever_the_sample_order():
+    from tfkit.agents.lm import Sample
+
+    assert Sample("x", float("nan"), 2).perplexity == float("inf")
+    for replies in (['Terminate(thoughts="nan")', 'Terminate(thoughts="ok")'],
+                    ['Terminate(thoughts="ok")', 'Terminate(thoughts="nan")']):
+        queue = list(replies)
+
+        def reply(p, t, n, s, queue=queue):
+            if p.startswith("decide"):
+                text = queue.pop(0)
+                return text, float("nan") if "nan" in text else -1.0
+            return 'Answer(text="x")', -1.0
+
+        [t] = ReActAgent(CallableLM(reply), BM25Search([Document("a", "x")]),
+                         AgentConfig(num_samples=2, self_checks=False)).run([{"question": "q"}])
+        step = t["steps"][0]
+        assert step["samples"][step["chosen"]]["text"] == 'Terminate(thoughts="ok")'
+    pas = {"name": "Pass", "args": {}}
+    for ppl, best in (([float("nan"), 1.5], 1), ([1.5, float("nan")], 0)):
+        step = {"step": "grounding", "state": {"answer": "x", "links": {}, "past": []},
+                "samples": [{"text": "Pass()", "action": pas, "perplexity": p} for p in ppl]}
+        assert OfflineRater().rank(step)[0] == best

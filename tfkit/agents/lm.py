@@ -31,6 +31,8 @@ class Sample:
 
     @property
     def perplexity(self) -> float:
+        if math.isnan(self.logprob):  # never preferred, whatever the order of the samples
+            return math.inf
         try:
             return math.exp(-self.logprob / max(1, self.num_tokens))
         except OverflowError:  # e.g. an API's -9999.0 for an unlikely token: never preferred

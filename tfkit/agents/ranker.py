@@ -16,6 +16,7 @@ Ties are broken by perplexity (lower first).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Protocol
@@ -47,6 +48,11 @@ def unresolved_words(question: str, past: Sequence[Sequence[str]]) -> set[str]:
     """Content words of the question not yet covered by any past summary."""
     covered = set().union(*(_content(s) for _, s in past)) if past else set()
     return _content(question) - covered
+
+
+def _ppl(perplexity: float) -> float:
+    """A perplexity as a sort key: NaN ranks last (NaN compares false, so it would not)."""
+    return math.inf if math.isnan(perplexity) else perplexity
 
 
 class OfflineRater:
@@ -113,7 +119,8 @@ class OfflineRater:
         """Sample indices, best first."""
         samples = step["samples"]
         scores = [self.score(step, s["action"]) for s in samples]
-        return sorted(range(len(samples)), key=lambda i: (-scores[i], samples[i]["perplexity"]))
+        return sorted(range(len(samples)), key=lambda i: (-scores[i],
+                                                           _ppl(samples[i]["perplexity"])))
 
 
 RANKING_INSTRUCTIONS = (

@@ -16,6 +16,7 @@ in (right-padded) training. XLA compiles once per (batch, prompt width, max_new_
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Sequence
 
 import numpy as np
@@ -260,17 +261,28 @@ class KerasLM:
                              f"the model's sequence_length={self.model.sequence_length}")
         encoded = [self._encode(p, room) for p in prompts]
         _check_prompts(encoded, prompts)
+        if seed is None:  # fresh draws per call; a given seed repeats its samples exactly
+            seed = secrets.randbelow(2**31 - 1)
         rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(num_samples)]
         order = sorted(range(len(rows)), key=lambda j: len(rows[j][1]))  # similar lengths
         results: list[Sample | None] = [None] * len(rows)
+        cut: list[tuple[int, list[int]]] = []  # (row, its tokens kept) where a stop cut it
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             chunk = order[start:start + self.batch_size]
             tokens, logprob, count = self._decode_batch(
-                [rows[j][1] for j in chunk], max_new_tokens, temperature,
-                (seed or 0) * 7919 + b)
+                [rows[j][1] for j in chunk], max_new_tokens, temperature, seed * 7919 + b)
             for k, j in enumerate(chunk):
-                text = truncate_at_stop(self.tokenizer.decode(tokens[k]), stop)
+                full = self.tokenizer.decode(tokens[k])
+                text = truncate_at_stop(full, stop)
                 results[j] = Sample(text, float(logprob[k]), int(max(1, count[k])))
+                if text != full:
+                    cut.append((j, self._kept(tokens[k], len(text))))
+        for start in range(0, len(cut), self.batch_size):  # score exactly the text returned
+            part = cut[start:start + self.batch_size]
+            logprobs = self._sum_logprobs([rows[j][1] + kept for j, kept in part],
+                                          [(len(rows[j][1]), len(kept)) for j, kept in part])
+            for (j, kept), lp in zip(part, logprobs, strict=True):
+                results[j] = Sample(results[j].text, lp, max(1, len(kept)))
         return [results[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
@@ -290,12 +302,31 @@ class KerasLM:
                 _check_prompts([p_ids], [p], start + k)
                 seqs.append(p_ids + c_ids)
                 spans.append((len(p_ids), len(c_ids)))
-            width = max(len(s) for s in seqs)
-            ids = np.zeros([len(seqs), width], np.int32)
-            for j, s in enumerate(seqs):
-                ids[j, :len(s)] = s
-            logp = tf.nn.log_softmax(tf.cast(self.model(ids), tf.float32)).numpy()
-            for j, (p_len, c_len) in enumerate(spans):
-                pos = np.arange(p_len - 1, p_len - 1 + c_len)
-                out.append(float(logp[j, pos, ids[j, pos + 1]].sum()))
+            out.extend(self._sum_logprobs(seqs, spans))
+        return out
+
+    def _kept(self, tokens: Sequence[int], length: int) -> list[int]:
+        """The leading `tokens` (before <eos>) whose decoded text fits in `length` characters:
+        those a stop cut at that character keeps whole."""
+        kept: list[int] = []
+        for t in tokens:
+            if int(t) == self.tokenizer.eos_id or len(
+                    self.tokenizer.decode(kept + [int(t)])) > length:
+                break
+            kept.append(int(t))
+        return kept
+
+    def _sum_logprobs(self, seqs: Sequence[list[int]], spans: Sequence[tuple[int, int]]
+                      ) -> list[float]:
+        """Per sequence, the summed log-probability of its `(start, length)` span of tokens
+        given those before it (one forward pass over the right-padded batch)."""
+        width = max(len(s) for s in seqs)
+        ids = np.zeros([len(seqs), width], np.int32)
+        for j, s in enumerate(seqs):
+            ids[j, :len(s)] = s
+        logp = tf.nn.log_softmax(tf.cast(self.model(ids), tf.float32)).numpy()
+        out = []
+        for j, (p_len, c_len) in enumerate(spans):
+            pos = np.arange(p_len - 1, p_len - 1 + c_len)
+            out.append(float(logp[j, pos, ids[j, pos + 1]].sum()))
         return out

@@ -61,14 +61,19 @@ def parse_action(text: str, step: str) -> Action:
         raise ParseError(f"{call.func.id} is not allowed in step {step} ({list(allowed)})")
     if call.args:
         raise ParseError("use keyword arguments only")
+    names = [kw.arg for kw in call.keywords if kw.arg is not None]
+    for name in names:  # Python refuses f(a=1, a=2); a dict would keep the last value
+        if names.count(name) > 1:
+            raise ParseError(f"repeated keyword {name!r} in {call.func.id}")
     args = {kw.arg: _literal(kw.value) for kw in call.keywords if kw.arg is not None}
     missing = [k for k in allowed[call.func.id] if k not in args]
     if missing:
         raise ParseError(f"{call.func.id} is missing {missing}")
     for key, value in args.items():
         if key == "links":
-            if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
-                raise ParseError("links must be a list of integers")
+            if not isinstance(value, list) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ParseError(f"links must be a list of integers, got {value!r:.60}")
         elif not isinstance(value, str):
             raise ParseError(f"{key} must be a string")
         else:
