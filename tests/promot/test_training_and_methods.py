@@ -277,6 +277,30 @@ def test_answer_loss_of_float16_logits_does_not_overflow():
     np.testing.assert_allclose(loss.numpy(), 12.0, rtol=1e-3)
 
 
+def test_train_lm_scales_the_loss_of_a_float16_model(tmp_path):
+    """Under `mixed_float16` a small gradient (here ~1e-9 at the embedding) rounds to zero in
+    float16; with loss scaling, as `model.fit` does, it trains the variable."""
+    from tfkit.backend import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((8,), dtype="int32"),
+                                  keras.layers.Embedding(6, 4),
+                                  keras.layers.Rescaling(1e-6),  # tiny gradients below it
+                                  keras.layers.Dense(6)])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    table = model.layers[0].embeddings
+    before = table.numpy().copy()
+    rng = np.random.default_rng(0)
+    data = {"x": rng.integers(0, 6, (32, 8)), "y": rng.integers(0, 6, (32, 8)),
+            "w": np.ones((32, 8), np.float32)}
+    train_lm(model, [table], data, steps=1, batch_size=32,
+             optimizer=make_optimizer("adam", 1e-3, 1, schedule="constant"),
+             checkpoint_dir=tmp_path)
+    assert np.abs(table.numpy() - before).max() > 0  # was: unchanged (a zero gradient)
+
+
 _TWO_REPLICAS = """
 import json, tempfile
 import numpy as np

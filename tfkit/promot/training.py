@@ -81,6 +81,10 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
     returns the same history and weights as an uninterrupted run. A folder written for another
     model or prompt is refused with a ValueError.
 
+    A model computing in float16 (`mixed_float16` policy) trains with dynamic loss scaling:
+    `optimizer` is wrapped in a `LossScaleOptimizer` (unless it is one), as `model.fit` does,
+    and the loss scale is saved in the checkpoint with the optimizer.
+
     Called inside a `tf.distribute` strategy's scope (`with strategy.scope():`, the model, prompt
     and optimizer created in it), each step splits its `batch_size` examples across the
     replicas and averages the loss over the whole batch's answer tokens, so two replicas give
@@ -117,6 +121,10 @@ def train_lm(model: keras.Model | Mapping[str, keras.Model],
         what = f"data[{name!r}]" if name else "data"
         datasets[name] = _as_arrays(datasets[name], what)
         _check_arrays(models[name], datasets[name], what)
+    if any(getattr(m, "compute_dtype", None) == "float16" for m in models.values()) and \
+            not isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        # float16 gradients of small values round to zero: scale the loss, as `model.fit` does
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     # The logged losses and the window since the last log, as JSON, saved with the weights.
     log_state = tf.Variable("", dtype=tf.string, trainable=False)
@@ -252,6 +260,19 @@ def _check_strategy(strategy: tf.distribute.Strategy, variables: Sequence[tf.Var
                          f"is smaller than the {strategy.num_replicas_in_sync} replicas")
 
 
+def _scaled(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
+    """The loss times the loss scale (a `LossScaleOptimizer`, for float16 models)."""
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_scaled_loss(loss)
+    return loss
+
+
+def _unscaled(optimizer: keras.optimizers.Optimizer, grads: list) -> list:
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_unscaled_gradients(grads)
+    return grads
+
+
 def _train_step(model: keras.Model, variables: Sequence[tf.Variable],
                 optimizer: keras.optimizers.Optimizer,
                 strategy: tf.distribute.Strategy | None = None) -> Callable:
@@ -262,7 +283,8 @@ def _train_step(model: keras.Model, variables: Sequence[tf.Variable],
     def step(x, y, w):
         with tf.GradientTape() as tape:
             loss = answer_loss(model(x, training=True), y, w)
-        grads = tape.gradient(loss, variables)
+            scaled = _scaled(optimizer, loss)
+        grads = _unscaled(optimizer, tape.gradient(scaled, variables))
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
@@ -281,7 +303,8 @@ def _distributed_train_step(model: keras.Model, variables: Sequence[tf.Variable]
         with tf.GradientTape() as tape:
             ce = _token_losses(model(x, training=True), y)
             loss = tf.reduce_sum(ce * tf.cast(w, ce.dtype)) / total
-        grads = tape.gradient(loss, variables)
+            scaled = _scaled(optimizer, loss)
+        grads = _unscaled(optimizer, tape.gradient(scaled, variables))
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
