@@ -5,9 +5,10 @@
     tfkit run NAME [--quick] [--set key=value ...] --print-config
     tfkit demo [--out DIR] [--only NAME,...]
     tfkit eval robustness --model PATH --data cifar10 --suite corruptions,adversarial,...
+        [--import MODULE]
     tfkit fedmd worker --port P
-    tfkit export savedmodel RUN_DIR_OR_MODEL --out saved_models/NAME/VERSION
-    tfkit export tflite RUN_DIR_OR_MODEL --out DIR
+    tfkit export savedmodel RUN_DIR_OR_MODEL --out saved_models/NAME/VERSION [--import MODULE]
+    tfkit export tflite RUN_DIR_OR_MODEL --out DIR [--import MODULE]
     tfkit bench [NAME ...]
 
 TensorFlow's C++ log is off below its fatal level (TF 2.14 prints three harmless "Unable to
@@ -20,6 +21,8 @@ block, an attack strength), each traced once, which that heuristic counts as ret
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -34,6 +37,11 @@ __all__ = ["main", "build_parser"]
 
 def _default_out(name: str) -> Path:
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+_IMPORT_HELP = ("import this module before loading the model, e.g. the one that registers its "
+                "custom layers (keras.utils.register_keras_serializable): a module name "
+                "(found from the current folder too) or a path to a .py file; repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--limit", type=int, default=1000, help="test examples to use")
     rob.add_argument("--out", type=Path, help="write results.json here")
     rob.add_argument("--seed", type=int, default=0)
+    rob.add_argument("--import", dest="imports", action="append", default=[],
+                     metavar="MODULE", help=_IMPORT_HELP)
 
     fed = sub.add_parser("fedmd", help="FedMD deployment helpers")
     fed_sub = fed.add_subparsers(dest="fedmd_command", required=True)
@@ -99,10 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--out", type=Path, required=True, help="e.g. saved_models/NAME/1")
     sm.add_argument("--data-dir", help="folder with the test data for the parity check (else "
                                        "$TFKIT_DATA_DIR, else a download, else random images)")
+    sm.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                    help=_IMPORT_HELP)
     tfl = exp_sub.add_parser("tflite", help="float32 / float16 / int8 TFLite with parity table")
     tfl.add_argument("source", help="run directory or model file")
     tfl.add_argument("--out", type=Path, required=True)
     tfl.add_argument("--data-dir")
+    tfl.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                     help=_IMPORT_HELP)
 
     bench = sub.add_parser("bench", help="run benchmarks/ and refresh docs/RESULTS.md")
     bench.add_argument("names", nargs="*", help="benchmark names (default: all)")
@@ -182,6 +196,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _import_modules(specs: Sequence[str]) -> None:
+    """Imports each `--import` spec: a module name (the current folder is searched too, as by
+    `python -m`) or a path to a .py file (its folder goes on sys.path, for its own imports).
+    A spec that fails to import is a TfkitError naming it and the error it raised."""
+    from tfkit.errors import TfkitError
+
+    for spec in specs:
+        is_path = spec.endswith(".py") or os.sep in spec
+        folder = str(Path(spec).parent.resolve()) if is_path else os.getcwd()
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        try:
+            if not is_path:
+                importlib.import_module(spec)
+                continue
+            if not Path(spec).is_file():
+                raise FileNotFoundError(f"no such file: {spec}")
+            name = Path(spec).stem
+            module_spec = importlib.util.spec_from_file_location(name, spec)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+        except Exception as e:  # noqa: BLE001  whatever the user's module raises
+            raise TfkitError(f"--import {spec}: cannot import it ({type(e).__name__}: "
+                             f"{e})") from e
+
+
 def _not_retracing_warning(record: logging.LogRecord) -> bool:
     return "triggered tf.function retracing" not in record.getMessage()
 
@@ -205,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             from tfkit.robustness.cli import eval_command
 
+            _import_modules(args.imports)
             return eval_command(model=args.model, data=args.data, suites=args.suite.split(","),
                                 data_dir=args.data_dir, limit=args.limit, out=args.out,
                                 seed=args.seed)
@@ -215,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             from tfkit.export import cli as export_cli
 
+            _import_modules(args.imports)
             if args.format == "savedmodel":
                 return export_cli.export_savedmodel(args.source, args.out,
                                                     data_dir=args.data_dir)

@@ -1,6 +1,7 @@
 """Exporting a user's own `.keras` file: tfkit's keras-nlp Top-k blocks load, unknown ones fail
 with an `ExportError`, never a raw Keras traceback."""
 
+import os
 import subprocess
 import sys
 
@@ -155,3 +156,100 @@ def test_a_failed_tflite_export_leaves_no_half_written_folder(tmp_path, monkeypa
         assert sorted(p.name for p in out.glob("*")) == (
             ["parity.md"] if out.name == "earlier" else [])
         assert not list(tmp_path.glob(".*"))  # no staging folder left behind
+
+
+def test_a_failed_saved_model_parity_check_leaves_the_earlier_export_whole(tmp_path,
+                                                                            monkeypatch):
+    """The parity check failing for a new model: `--out` keeps the earlier SavedModel with its
+    own export.json and card (never the new model beside the old model's metadata)."""
+    import contextlib
+    import io
+    import json
+
+    from tfkit.export import cli as export_cli
+    from tfkit.export.saved_model import signature_summary
+
+    for name, side in (("old", 4), ("new", 6)):
+        inputs = keras.Input((side, side, 1))
+        keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs))).save(
+            tmp_path / f"{name}.keras")
+        (tmp_path / f"{name}.json").write_text(json.dumps({"kind": "image_classifier"}))
+    out = tmp_path / "sm" / "m" / "1"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_cli.export_savedmodel(tmp_path / "old.keras", out) == 0
+    record = (out.parent / "export.json").read_text()
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("serving_default crashed")
+
+    monkeypatch.setattr(export_cli, "saved_model_parity", failing)
+    for target in (out, tmp_path / "sm" / "fresh" / "1"):
+        with contextlib.redirect_stdout(io.StringIO()), \
+                pytest.raises(ExportError, match="parity check .* serving_default crashed"):
+            export_cli.export_savedmodel(tmp_path / "new.keras", target)
+    assert (out.parent / "export.json").read_text() == record
+    images = signature_summary(out)["serving_default"]["inputs"]["images"]
+    assert images == ("uint8", [None, 4, 4, 1])  # the old model, as export.json says
+    assert json.loads(record)["signatures"]["serving_default"]["inputs"]["images"][1] == [
+        None, 4, 4, 1]
+    assert not (tmp_path / "sm" / "fresh" / "1").exists()
+    assert sorted(p.name for p in (tmp_path / "sm").rglob(".*")) == []  # no staging left
+
+
+_USER_LAYERS = """
+from tfkit.backend import keras
+
+
+@keras.utils.register_keras_serializable(package="{package}")
+class Doubler(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+"""
+_SAVE_USERS = """
+import importlib.util, sys
+from tfkit.backend import keras
+spec = importlib.util.spec_from_file_location("user_layers", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+side, classes = int(sys.argv[3]), int(sys.argv[4])
+inputs = keras.Input((side, side, 1))
+hidden = keras.layers.Flatten()(module.Doubler()(inputs))
+keras.Model(inputs, keras.layers.Dense(classes)(hidden)).save(sys.argv[2])
+"""
+
+
+def save_user_layer_model(folder, package: str, side: int = 4, classes: int = 3):
+    """(module file, .keras) of a model with a custom layer that only `module` registers,
+    saved in a fresh process: this one has not imported it (only `--import` may)."""
+    module = folder / f"{package}.py"
+    module.write_text(_USER_LAYERS.format(package=package))
+    model = folder / "own.keras"
+    subprocess.run([sys.executable, "-c", _SAVE_USERS, str(module), str(model), str(side),
+                    str(classes)], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return module, model
+
+
+def test_export_cli_imports_the_users_module_that_registers_a_custom_layer(tmp_path,
+                                                                           monkeypatch,
+                                                                           capsys):
+    from tfkit.cli import main
+
+    module, model = save_user_layer_model(tmp_path, "s23_export_layers")
+    out = tmp_path / "sm" / "own" / "1"
+    assert main(["export", "savedmodel", str(model), "--out", str(out)]) == 2
+    assert "--import MODULE" in capsys.readouterr().err  # the error says how to fix it
+    assert main(["export", "savedmodel", str(model), "--out", str(out),
+                 "--import", "no_such_module_s23"]) == 2
+    err = capsys.readouterr().err
+    assert "--import no_such_module_s23: cannot import it (ModuleNotFoundError" in err
+    assert main(["export", "savedmodel", str(model), "--out", str(out), "--import",
+                 str(tmp_path / "missing.py")]) == 2
+    assert "missing.py: cannot import it" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # a module name is found from the current folder
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, module.stem, raising=False)
+    assert main(["export", "savedmodel", str(model), "--out", str(out),
+                 "--import", module.stem]) == 0
+    assert (out / "saved_model.pb").is_file()
+    assert main(["export", "savedmodel", str(model), "--out", str(out),
+                 "--import", str(module)]) == 0  # or a path to the .py file

@@ -185,3 +185,12 @@ def test_prompt_file_follows_the_precision_policy_it_is_loaded_under(tmp_path):
     np.testing.assert_array_equal(out[:, 2:].numpy(), x.numpy())
     np.testing.assert_array_equal(out[0, :2].numpy(), prompt.prompt.numpy())
     assert SoftPrompt.load_prompt(path, dtype="mixed_float16").compute_dtype == "float16"
+
+
+def test_load_prompt_with_another_token_count_names_both_counts(tmp_path):
+    layer = SoftPrompt(3)
+    layer.build((None, None, 4))
+    path = layer.save_prompt(tmp_path / "p.npz")
+    with pytest.raises(ValueError, match="holds 3 prompt vectors.*num_tokens=5"):
+        SoftPrompt.load_prompt(path, num_tokens=5)
+    assert SoftPrompt.load_prompt(path, num_tokens=3).num_tokens == 3

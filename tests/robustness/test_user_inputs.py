@@ -383,3 +383,35 @@ def test_an_endless_dataset_is_an_error_not_a_hang():
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
     with pytest.raises(EvaluationInputError, match=r"endless.*take"):
         registry.run(model, ds, ["clean"])
+
+
+def test_eval_command_runs_the_clean_suite_once_when_asked_for_it(tmp_path, monkeypatch,
+                                                                  capsys):
+    from tfkit.robustness.cli import eval_command
+
+    model, _ = _models(classes=10)
+    model.save(tmp_path / "m.keras")
+    clean, calls = registry.EVALUATORS["clean"], []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        yield from clean(*args, **kwargs)
+
+    monkeypatch.setitem(registry.EVALUATORS, "clean", counting)
+    assert eval_command(str(tmp_path / "m.keras"), "digits", ["clean"], limit=8) == 0
+    assert len(calls) == 1
+    assert capsys.readouterr().out.count("clean/accuracy: ") == 1
+
+
+def test_eval_cli_imports_the_users_module_that_registers_a_custom_layer(tmp_path, capsys):
+    from tests.export.test_user_sources import save_user_layer_model
+    from tfkit.cli import main
+
+    module, model = save_user_layer_model(tmp_path, "s23_robustness_layers", side=8,
+                                          classes=10)
+    argv = ["eval", "robustness", "--model", str(model), "--data", "digits", "--suite",
+            "clean", "--limit", "8"]
+    assert main(argv) == 2
+    assert "cannot load" in capsys.readouterr().err
+    assert main([*argv, "--import", str(module)]) == 0
+    assert "clean/accuracy" in capsys.readouterr().out

@@ -134,26 +134,41 @@ def export_savedmodel(source: str | os.PathLike, out: str | os.PathLike,
     model = src.load()
     kind = infer_kind(model, src.meta)
     print(f"exporting {src.path} ({kind}) -> {out}", flush=True)
-    export_saved_model(model, src.meta, out)
-    parity = saved_model_parity(model, src.meta, out, data_dir)
-    signatures = signature_summary(out)
-    record = {"source": str(src.path), "meta": src.meta, "signatures": signatures,
-              "parity": parity}
+    # Exported and checked in a staging folder beside `out`, moved in only once the parity
+    # check passed: a failure leaves `out` and its export.json / card as they were.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        staged = export_saved_model(model, src.meta, stage / "model")
+        try:
+            parity = saved_model_parity(model, src.meta, staged, data_dir)
+        except Exception as e:  # noqa: BLE001  whatever failed, `out` stays the old export
+            raise ExportError(f"the parity check of the SavedModel against Keras failed "
+                              f"({type(e).__name__}: {e}); {out} was left as it was") from e
+        signatures = signature_summary(staged)
+        record = {"source": str(src.path), "meta": src.meta, "signatures": signatures,
+                  "parity": parity}
+        sig_lines = ["## Signatures", ""]
+        for key, sig in signatures.items():
+            ins = ", ".join(f"`{k}` {d} {s}" for k, (d, s) in sig["inputs"].items())
+            outs = ", ".join(f"`{k}` {d} {s}" for k, (d, s) in sig["outputs"].items())
+            sig_lines.append(f"- `{key}`: {ins} → {outs}")
+        measured = {"max abs diff vs Keras (logits)": f"{parity['max_abs_diff']:.2e} "
+                                                      f"({parity['checked_on']})"}
+        if "accuracy" in parity:
+            measured["held-out accuracy"] = f"{parity['accuracy']:.4f}"
+        card = model_card(
+            src, "SavedModel for TF Serving", measured,
+            f"uv run tfkit export savedmodel {source} --out {out}",
+            _served_io(model, src.meta, kind) + "\n\n" + "\n".join(sig_lines), kind=kind)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     card_dir = _card_dir(out)
     write_json(card_dir / "export.json", record)
-    sig_lines = ["## Signatures", ""]
-    for key, sig in signatures.items():
-        ins = ", ".join(f"`{k}` {d} {s}" for k, (d, s) in sig["inputs"].items())
-        outs = ", ".join(f"`{k}` {d} {s}" for k, (d, s) in sig["outputs"].items())
-        sig_lines.append(f"- `{key}`: {ins} → {outs}")
-    measured = {"max abs diff vs Keras (logits)": f"{parity['max_abs_diff']:.2e} "
-                                                  f"({parity['checked_on']})"}
-    if "accuracy" in parity:
-        measured["held-out accuracy"] = f"{parity['accuracy']:.4f}"
-    write_card(card_dir / "MODEL_CARD.md", model_card(
-        src, "SavedModel for TF Serving", measured,
-        f"uv run tfkit export savedmodel {source} --out {out}",
-        _served_io(model, src.meta, kind) + "\n\n" + "\n".join(sig_lines), kind=kind))
+    write_card(card_dir / "MODEL_CARD.md", card)
     print(f"SavedModel: {out} (signatures: {', '.join(signatures)}); max abs diff vs Keras "
           f"{parity['max_abs_diff']:.2e} on {parity['checked_on']}"
           + (f"; accuracy {parity['accuracy']:.4f}" if "accuracy" in parity else ""))

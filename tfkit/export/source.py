@@ -59,7 +59,8 @@ class ModelSource:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ExportError(f"cannot load {self.path}: {first} (a model with custom layers "
                               "loads only where those layers are importable and registered "
-                              "with keras.utils.register_keras_serializable)") from None
+                              "with keras.utils.register_keras_serializable; on the command "
+                              "line, pass --import MODULE)") from None
 
 
 def _mentions(model_path: Path, name: bytes) -> bool:

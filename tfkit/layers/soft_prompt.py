@@ -167,6 +167,10 @@ class SoftPrompt(keras.layers.Layer):
             raise ValueError(f"{path} is not a soft-prompt file written by "
                              f"SoftPrompt.save_prompt ({e})") from e
         layer = cls.from_config(config)
+        if layer.num_tokens != len(values):
+            raise ValueError(f"{path} holds {len(values)} prompt vectors, not "
+                             f"num_tokens={layer.num_tokens}: load it with num_tokens="
+                             f"{len(values)} (or leave num_tokens out)")
         layer.build((None, None, values.shape[-1]))
         layer.prompt.assign(values)
         return layer

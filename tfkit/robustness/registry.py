@@ -90,7 +90,7 @@ def check_suites(suites: Iterable[str]) -> list[str]:
 def run(model: Any, data: Any, suites: Iterable[str],
         options: Mapping[str, Mapping[str, Any]] | None = None,
         log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Runs every evaluator of `suites` and returns {name: value}.
+    """Runs every evaluator of `suites` (each once) and returns {name: value}.
 
     `options[evaluator]` are keyword arguments for that evaluator, e.g.
     {"adversarial": {"steps": 5}}; a key that names no evaluator is an error. The `CHECKS` of
@@ -102,15 +102,15 @@ def run(model: Any, data: Any, suites: Iterable[str],
     if misspelt:
         raise UnknownEvaluatorError(f"options for unknown evaluator(s) {misspelt}; valid: "
                                     f"{', '.join(EVALUATORS)}")
-    evaluators = [name for suite in suites for name in SUITES[suite]]
-    for name in dict.fromkeys(evaluators):
+    # each evaluator once, in order (e.g. `tfkit eval robustness --suite clean` adds "clean")
+    evaluators = list(dict.fromkeys(name for suite in suites for name in SUITES[suite]))
+    for name in evaluators:
         if name in CHECKS:
             CHECKS[name](model, data)
     results: dict[str, Any] = {}
-    for suite in suites:
-        for name in SUITES[suite]:
-            for key, value in get(name)(model, data, **dict((options or {}).get(name, {}))):
-                results[key] = value
-                if log is not None and isinstance(value, float):
-                    log(f"{key}: {value:.4f}")
+    for name in evaluators:
+        for key, value in get(name)(model, data, **dict((options or {}).get(name, {}))):
+            results[key] = value
+            if log is not None and isinstance(value, float):
+                log(f"{key}: {value:.4f}")
     return results
