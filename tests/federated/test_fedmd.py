@@ -472,6 +472,44 @@ def test_transfer_resumes_public_pretraining_after_its_last_epoch(tmp_path, monk
     assert not list((tmp_path / "cut").rglob("*_public_progress.npz"))  # removed when done
 
 
+def test_transfer_and_upper_bound_give_the_same_numbers_with_parties_at_once(tmp_path,
+                                                                           monkeypatch):
+    """`max_parallel_parties` trains transfer learning and the pooled upper bound of several
+    parties at once; every party's weights and accuracies are those of one at a time."""
+    import dataclasses
+    import threading
+
+    from tfkit.experiments import fedmd
+    from tfkit.runs import RunDir
+
+    fit_labels, threads = Party.fit_labels, set()
+
+    def recorded(self, *args):
+        threads.add(threading.current_thread().name.split("_")[0])
+        return fit_labels(self, *args)
+
+    monkeypatch.setattr(Party, "fit_labels", recorded)
+    results = []
+    for k in (1, 3):
+        config = dataclasses.replace(fedmd.EXPERIMENT.config("demo"), num_parties=3,
+                                     public_epochs=2, private_epochs=2, upper_bound_epochs=2,
+                                     max_parallel_parties=k)
+        data = fedmd._scenario(config)
+        run_dir = RunDir(tmp_path / str(k), log=None)
+        set_seed(config.seed)
+        transfer = fedmd._transfer(config, data, run_dir)
+        bound = fedmd._upper_bound(config, data, run_dir)
+        weights = [p.model.get_weights() for p in fedmd._parties(
+            config, data, run_dir.checkpoint_dir("transfer"), "transfer")]
+        results.append((transfer["round0"], bound, weights))
+    assert threads == {"MainThread", "tfkit-fedmd-transfer", "tfkit-fedmd-upper-bound"}
+    (round0_a, bound_a, weights_a), (round0_b, bound_b, weights_b) = results
+    assert round0_a == round0_b and bound_a == bound_b
+    for a, b in zip(weights_a, weights_b, strict=True):
+        for wa, wb in zip(a, b, strict=True):
+            np.testing.assert_array_equal(wa, wb)
+
+
 def test_progress_files_written_before_the_whole_state_was_kept_still_resume(tmp_path):
     from tfkit.experiments import fedmd
     from tfkit.federated.fedmd import Party, paper_cnn

@@ -73,7 +73,8 @@ class Config:
     dropout_bits: Literal[8, 16] | None = None
     party_weights: tuple[float, ...] | None = None  # per-party weights of the consensus mean
     # (one positive number per party; None = the paper's plain mean)
-    max_parallel_parties: int = 1  # parties whose party-side work runs at once (same numbers)
+    # parties trained at once (transfer learning, upper bound, rounds), each in a thread
+    max_parallel_parties: int = 1  # (same numbers for every value)
     deadline_s: float = 0.0  # per-party deadline for the communicate stage (0 = none)
     jit_compile: bool = False  # XLA-compile party steps (on CPU the digest ran 1.9x slower)
     seed: int = 0
@@ -206,11 +207,15 @@ def _pretrain(config: Config, data, party, progress: Path, public: Path, run_dir
 
 
 def _transfer(config: Config, data, run_dir: RunDir) -> dict:
-    """Each party: public pretraining, then private training (checkpointed per party)."""
+    """Each party: public pretraining, then private training (checkpointed per party), for
+    `max_parallel_parties` parties at a time (each party's randomness is its own, so the
+    weights do not depend on how many run at once)."""
+    from tfkit.federated.fedmd.stages import map_parties
+
     folder = run_dir.checkpoint_dir("transfer")
     parties = _parties(config, data, None, "")
-    round0 = []
-    for party in parties:
+
+    def transfer(party) -> float:
         public = folder / f"{party.name}_public.weights.h5"
         final = folder / f"{party.name}_transfer.weights.h5"
         if not final.exists():
@@ -221,27 +226,33 @@ def _transfer(config: Config, data, run_dir: RunDir) -> dict:
             progress.unlink(missing_ok=True)
         else:
             party.model.load_weights(final)
-        round0.append(party.accuracy(data.test_x, data.test_y))
+        accuracy = party.accuracy(data.test_x, data.test_y)
         run_dir.log(f"transfer: {party.name} ({party.model.name}) round-0 accuracy "
-                    f"{round0[-1]:.4f}, public accuracy "
+                    f"{accuracy:.4f}, public accuracy "
                     f"{party.accuracy(data.public_x[:2000], data.public_y[:2000]):.4f}")
+        return accuracy
+
+    round0 = map_parties(parties, transfer, config.max_parallel_parties, "transfer")
     return {"round0": round0, "models": [p.model.name for p in parties],
             "parameters": [p.num_parameters() for p in parties]}
 
 
 def _upper_bound(config: Config, data, run_dir: RunDir) -> list[float]:
-    """Each model from its public weights, trained on the pooled private data of all parties."""
+    """Each model from its public weights, trained on the pooled private data of all parties
+    (`max_parallel_parties` at a time)."""
     from tfkit.federated.fedmd import client_arrays
+    from tfkit.federated.fedmd.stages import map_parties
 
     pooled = [client_arrays(data.private, cid) for cid in data.party_ids]
     x = np.concatenate([p[0] for p in pooled])
     y = np.concatenate([p[1] for p in pooled])
     parties = _parties(config, data, run_dir.checkpoint_dir("transfer"), "public")
-    out = []
-    for party in parties:
-        party.fit_labels(x, y, config.upper_bound_epochs, 32)  # pooled data: the authors' batch 32
-        out.append(party.accuracy(data.test_x, data.test_y))
-    return out
+
+    def bound(party) -> float:
+        party.fit_labels(x, y, config.upper_bound_epochs, 32)  # pooled: the authors' batch 32
+        return party.accuracy(data.test_x, data.test_y)
+
+    return map_parties(parties, bound, config.max_parallel_parties, "upper-bound")
 
 
 def _fedmd(config: Config, data, run_dir: RunDir) -> list[dict]:

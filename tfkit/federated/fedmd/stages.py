@@ -22,7 +22,7 @@ import numpy as np
 from tfkit.federated.fedmd.party import Party
 
 __all__ = ["PartyOutcome", "build_consensus_computation", "communicate", "digest", "revisit",
-           "evaluate"]
+           "evaluate", "map_parties"]
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _with_deadline(parties: Sequence[Party], fn: Callable[[Party], object], stag
     return outcomes  # type: ignore[return-value]
 
 
-def _map_parties(parties: Sequence[Party], fn: Callable[[Party], object], max_parallel: int,
+def map_parties(parties: Sequence[Party], fn: Callable[[Party], object], max_parallel: int,
                  name: str) -> list:
     """`fn` of every party in party order, `max_parallel` parties at a time (Python threads;
     TensorFlow releases the GIL inside its ops). Parties share no state (own model, optimizers,
@@ -165,7 +165,7 @@ def _guarded(parties: Sequence[Party], fn: Callable[[Party], object], stage: str
              max_parallel: int = 1) -> list[PartyOutcome]:
     """`_run_one` for every party, `max_parallel` at a time; a party's seconds (and so its
     deadline) include the contention of the parties running beside it."""
-    return _map_parties(parties, lambda p: _run_one(p, fn, stage, deadline_s, log),
+    return map_parties(parties, lambda p: _run_one(p, fn, stage, deadline_s, log),
                         max_parallel, stage)
 
 
@@ -200,4 +200,4 @@ def revisit(parties: Sequence[Party], epochs: int, log: Callable[[str], None],
 def evaluate(parties: Sequence[Party], x_test: np.ndarray, y_test: np.ndarray,
              max_parallel: int = 1) -> list[float]:
     """Test accuracy of every party."""
-    return _map_parties(parties, lambda p: p.accuracy(x_test, y_test), max_parallel, "evaluate")
+    return map_parties(parties, lambda p: p.accuracy(x_test, y_test), max_parallel, "evaluate")
