@@ -234,14 +234,14 @@ def test_export_cli_imports_the_users_module_that_registers_a_custom_layer(tmp_p
                                                                            capsys):
     from tfkit.cli import main
 
-    module, model = save_user_layer_model(tmp_path, "s23_export_layers")
+    module, model = save_user_layer_model(tmp_path, "user_export_layers")
     out = tmp_path / "sm" / "own" / "1"
     assert main(["export", "savedmodel", str(model), "--out", str(out)]) == 2
     assert "--import MODULE" in capsys.readouterr().err  # the error says how to fix it
     assert main(["export", "savedmodel", str(model), "--out", str(out),
-                 "--import", "no_such_module_s23"]) == 2
+                 "--import", "no_such_user_module"]) == 2
     err = capsys.readouterr().err
-    assert "--import no_such_module_s23: cannot import it (ModuleNotFoundError" in err
+    assert "--import no_such_user_module: cannot import it (ModuleNotFoundError" in err
     assert main(["export", "savedmodel", str(model), "--out", str(out), "--import",
                  str(tmp_path / "missing.py")]) == 2
     assert "missing.py: cannot import it" in capsys.readouterr().err

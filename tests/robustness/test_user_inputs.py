@@ -407,7 +407,7 @@ def test_eval_cli_imports_the_users_module_that_registers_a_custom_layer(tmp_pat
     from tests.export.test_user_sources import save_user_layer_model
     from tfkit.cli import main
 
-    module, model = save_user_layer_model(tmp_path, "s23_robustness_layers", side=8,
+    module, model = save_user_layer_model(tmp_path, "user_robustness_layers", side=8,
                                           classes=10)
     argv = ["eval", "robustness", "--model", str(model), "--data", "digits", "--suite",
             "clean", "--limit", "8"]
