@@ -6,9 +6,11 @@ any `.keras` file (with `NAME.json` meta beside it when there is one).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,18 @@ def _tflite_io(model: Any, report: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A scratch folder beside `out` (the same filesystem, so what is written there moves in
+    with `os.replace` once complete), removed afterwards whatever happened."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def _card_dir(out: Path) -> Path:
     """NAME/ for a TF Serving NAME/VERSION folder (Serving ignores it), else `out` itself."""
     return out.parent if out.name.isdigit() else out
@@ -136,9 +150,7 @@ def export_savedmodel(source: str | os.PathLike, out: str | os.PathLike,
     print(f"exporting {src.path} ({kind}) -> {out}", flush=True)
     # Exported and checked in a staging folder beside `out`, moved in only once the parity
     # check passed: a failure leaves `out` and its export.json / card as they were.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with _staging(out) as stage:
         staged = export_saved_model(model, src.meta, stage / "model")
         try:
             parity = saved_model_parity(model, src.meta, staged, data_dir)
@@ -164,8 +176,6 @@ def export_savedmodel(source: str | os.PathLike, out: str | os.PathLike,
         if out.exists():
             shutil.rmtree(out)
         os.replace(staged, out)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     card_dir = _card_dir(out)
     write_json(card_dir / "export.json", record)
     write_card(card_dir / "MODEL_CARD.md", card)
@@ -194,9 +204,7 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike,
           f"{slices.dataset} test images, calibration: {len(slices.calibration)})", flush=True)
     # Everything is written into a staging folder beside `out` and moved in once complete: a
     # failed variant leaves `out` as it was, not new .tflite files beside a stale card.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with _staging(out) as stage:
         report = tflite_parity(model, slices, stage, src.name)
         report["source"] = str(src.path)
         write_parity(report, stage)
@@ -212,8 +220,6 @@ def export_tflite(source: str | os.PathLike, out: str | os.PathLike,
         out.mkdir(exist_ok=True)
         for path in sorted(stage.iterdir()):
             os.replace(path, out / path.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     print(parity_markdown(report))
     print(f"wrote {', '.join(v['file'] for v in report['variants'].values())}, parity.md, "
           f"parity.json, MODEL_CARD.md into {out}")
