@@ -39,9 +39,14 @@ def _default_out(name: str) -> Path:
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-_IMPORT_HELP = ("import this module before loading the model, e.g. the one that registers its "
-                "custom layers (keras.utils.register_keras_serializable): a module name "
-                "(found from the current folder too) or a path to a .py file; repeatable")
+def _add_import_option(parser: argparse.ArgumentParser) -> None:
+    """`--import MODULE` (repeatable) for the commands that load a user's model file."""
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE",
+                        help="import this module before loading the model, e.g. the one that "
+                             "registers its custom layers (keras.utils."
+                             "register_keras_serializable): a module name (found from the "
+                             "current folder too) or a path to a .py file; repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--limit", type=int, default=1000, help="test examples to use")
     rob.add_argument("--out", type=Path, help="write results.json here")
     rob.add_argument("--seed", type=int, default=0)
-    rob.add_argument("--import", dest="imports", action="append", default=[],
-                     metavar="MODULE", help=_IMPORT_HELP)
+    _add_import_option(rob)
 
     fed = sub.add_parser("fedmd", help="FedMD deployment helpers")
     fed_sub = fed.add_subparsers(dest="fedmd_command", required=True)
@@ -109,14 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--out", type=Path, required=True, help="e.g. saved_models/NAME/1")
     sm.add_argument("--data-dir", help="folder with the test data for the parity check (else "
                                        "$TFKIT_DATA_DIR, else a download, else random images)")
-    sm.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                    help=_IMPORT_HELP)
+    _add_import_option(sm)
     tfl = exp_sub.add_parser("tflite", help="float32 / float16 / int8 TFLite with parity table")
     tfl.add_argument("source", help="run directory or model file")
     tfl.add_argument("--out", type=Path, required=True)
     tfl.add_argument("--data-dir")
-    tfl.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                     help=_IMPORT_HELP)
+    _add_import_option(tfl)
 
     bench = sub.add_parser("bench", help="run benchmarks/ and refresh docs/RESULTS.md")
     bench.add_argument("names", nargs="*", help="benchmark names (default: all)")
