@@ -152,9 +152,8 @@ class ResumableFit(keras.callbacks.Callback):
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
         self.stopped = bool(self.model.stop_training)
-        atomic_write_text(Path(self.directory) / "epoch.json", json.dumps(
-            {"epoch": epoch + 1, "history": self.history, "logs": self._logs,
-             "stopped": self.stopped}))
+        atomic_write_text(Path(self.directory) / "epoch.json", json.dumps(  # (history: from logs)
+            {"epoch": epoch + 1, "logs": self._logs, "stopped": self.stopped}))
         manager = self._manager_for(self.model)
         if self._state is not None:
             self._state.capture()
